@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# panda-breath: the one entry point.
+#   ./build.sh            build dist/ (both .ipk, the feed, the overlay tarball)
+#   ./build.sh test       run every test (pytest, then the aarch64 QEMU stage)
+#   ./build.sh sim ...    run the Panda Breath simulator in the foreground
+#   ./build.sh qemu       boot the packages in an aarch64 guest and test them
+#   ./build.sh bench ...  measure what the module costs Klipper
+# Set-up (virtual environment, pinned dependencies, Debian packages) is done
+# here on first use, so a fresh Debian 12 machine needs nothing else.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "build.sh: $*"; exit 1; }
+
+# Install Debian packages that are missing (root or passwordless sudo).
+need_apt() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
+            || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null && sudo -n true 2>/dev/null \
+            || die "please install: ${missing[*]} (needs root)"
+        sudo="sudo -n"
+    fi
+    say "installing Debian packages: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The virtual environment, rebuilt whenever the pinned requirements change.
+need_venv() {
+    local stamp="$VENV/.requirements.sha256" want
+    want=$(sha256sum requirements-dev.txt | cut -d' ' -f1)
+    [ -x "$PY" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+    python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || die "Python 3.11 or newer is required"
+    python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null \
+        || need_apt python3-venv
+    say "setting up $VENV"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$PY" -m pip install -q --disable-pip-version-check \
+        -r requirements-dev.txt
+    echo "$want" >"$stamp"
+}
+
+cmd_build() {
+    need_venv
+    "$PY" -m package.build "$@"
+}
+
+cmd_test() {
+    need_venv
+    cmd_build >/dev/null
+    local rc=0
+    "$PY" -m pytest "$@" || rc=$?
+    [ "$rc" -eq 5 ] && die "pytest collected no tests"
+    [ "$rc" -eq 0 ] || exit "$rc"
+    [ -f tests/qemu/run.sh ] && exec_qemu_stage
+    return 0
+}
+
+cmd_sim() {
+    need_venv
+    exec "$PY" -m simulator "$@"
+}
+
+cmd_qemu() {
+    need_venv
+    cmd_build >/dev/null
+    exec_qemu_stage
+}
+
+exec_qemu_stage() {
+    bash tests/qemu/run.sh
+}
+
+cmd_bench() {
+    need_venv
+    exec "$PY" -m tests.bench "$@"
+}
+
+case "${1:-build}" in
+    build) shift || true; cmd_build "$@" ;;
+    test) shift; cmd_test "$@" ;;
+    sim) shift; cmd_sim "$@" ;;
+    qemu) shift; cmd_qemu "$@" ;;
+    bench) shift; cmd_bench "$@" ;;
+    -h|--help|help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *) die "unknown command '$1' (try: ./build.sh help)" ;;
+esac
