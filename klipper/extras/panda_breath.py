@@ -1,0 +1,716 @@
+# BIQU Panda Breath chamber heater as a Klipper heater_generic
+#
+# Copyright (C) 2026  The panda-breath developers
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+#
+# The device regulates its own 300 W heater; Klipper owns the target.  The
+# file has three parts: the device protocol (pure functions), the link (one
+# WebSocket connection kept alive by a thread that never touches Klipper
+# state) and the Klipper glue (sensor, virtual pin, events, G-code), which
+# runs on the reactor thread only.
+import collections, json, logging, math, os, select, threading, time
+
+try:
+    import websocket
+except ImportError:
+    websocket = None
+
+REPORT_TIME = 0.5       # the device pushes a reading about every 500 ms
+TARGET_WATCH_TIME = 0.010
+DEVICE_MAX_TEMP = 60
+MAX_FRAME = 64 * 1024
+LOG_REPEAT_TIME = 60.
+
+
+######################################################################
+# Device protocol
+######################################################################
+
+MODE_AUTO, MODE_ALWAYS_ON, MODE_DRYING = 1, 2, 3
+MODE_NAMES = {MODE_AUTO: 'auto', MODE_ALWAYS_ON: 'always-on',
+              MODE_DRYING: 'drying'}
+SENSOR_FAULTS = {1: 'short', 2: 'open'}
+# Keys the device reports in its settings root that the module uses.
+NUMBER_KEYS = (
+    'work_mode', 'set_temp', 'temp', 'filtertemp', 'hotbedtemp',
+    'isrunning', 'remaining_seconds', 'printer_type', 'warehouse_temper',
+    'chamber_temp', 'ptc_sensor_status', 'warehouse_sensor_status',
+    'custom_temp', 'custom_timer', 'filament_temp', 'filament_timer')
+STATE_KEYS = ('work_on', 'work_mode', 'set_temp', 'isrunning')
+
+
+class ProtocolError(Exception):
+    pass
+
+
+def _reject_constant(name):
+    raise ProtocolError("non-finite number %s" % (name,))
+
+
+def decode_frame(text):
+    """Parse one device frame into a dict, or raise ProtocolError."""
+    if len(text) > MAX_FRAME:
+        raise ProtocolError("frame of %d bytes is too large" % (len(text),))
+    try:
+        msg = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as e:
+        raise ProtocolError(
+            "malformed JSON (%s)" % (type(e).__name__,)) from None
+    if not isinstance(msg, dict):
+        raise ProtocolError("frame is not a JSON object")
+    return msg
+
+
+def _number(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value):
+        return None
+    return value
+
+
+def read_settings(msg):
+    """Return (settings, rejected) from a decoded frame.
+
+    settings holds only well-typed values the module uses; rejected names
+    the keys that were present but of the wrong type."""
+    raw = msg.get('settings')
+    if not isinstance(raw, dict):
+        return {}, []
+    settings, rejected = {}, []
+    for key in NUMBER_KEYS:
+        if key in raw:
+            value = _number(raw[key])
+            if value is None:
+                rejected.append(key)
+            else:
+                settings[key] = value
+    if 'work_on' in raw:
+        value = raw['work_on']
+        if isinstance(value, bool) or value in (0, 1):
+            settings['work_on'] = bool(value)
+        else:
+            rejected.append('work_on')
+    if 'fw_version' in raw:
+        if isinstance(raw['fw_version'], str):
+            settings['fw_version'] = raw['fw_version'][:32]
+        else:
+            rejected.append('fw_version')
+    return settings, rejected
+
+
+def reading_of(settings):
+    """The chamber reading in a settings update, or None."""
+    if 'warehouse_temper' in settings:
+        return float(settings['warehouse_temper'])
+    if 'chamber_temp' in settings:
+        return float(settings['chamber_temp'])
+    return None
+
+
+def is_state_update(settings):
+    return any(key in settings for key in STATE_KEYS)
+
+
+def setting_frame(key, value):
+    return json.dumps({'settings': {key: value}})
+
+
+def device_temp(target):
+    """The whole-degree set_temp for a Klipper target, clamped to what
+    the device UI allows (the firmware stores a uint8 and would wrap)."""
+    return max(0, min(DEVICE_MAX_TEMP, int(round(target))))
+
+
+def heat_frames(set_temp, fw_version=None):
+    # V1.0.0 firmware named the target 'temp'
+    temp_key = 'temp' if fw_version == 'V1.0.0' else 'set_temp'
+    return [setting_frame('work_mode', MODE_ALWAYS_ON),
+            setting_frame(temp_key, set_temp),
+            setting_frame('work_on', True)]
+
+
+def off_frames():
+    return [setting_frame('work_on', False)]
+
+
+######################################################################
+# Link: one WebSocket connection, kept alive by a thread
+######################################################################
+
+class LinkOptions:
+    def __init__(self, connect_timeout=5., reconnect_delay=.5,
+                 reconnect_max_delay=30., link_timeout=6.,
+                 keepalive_interval=2., send_timeout=5.):
+        self.connect_timeout = connect_timeout
+        self.reconnect_delay = reconnect_delay
+        self.reconnect_max_delay = reconnect_max_delay
+        self.link_timeout = link_timeout
+        self.keepalive_interval = keepalive_interval
+        self.send_timeout = send_timeout
+
+
+class LinkDown(Exception):
+    pass
+
+
+class DeviceLink:
+    """Connects, reads and writes in its own thread.
+
+    notify(kind, *args) is called from that thread for each event:
+    ('up', settings) once the snapshot arrived, ('update', settings,
+    rx_time), ('down', reason) and ('error', kind, text) for bad input
+    that was dropped.  send() and close() may be called from any thread
+    and never block."""
+    def __init__(self, url, notify, options):
+        self.url = url
+        self.notify = notify
+        self.options = options
+        self.outbox = collections.deque()
+        self.closing = False
+        self.lock = threading.Lock()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.thread = threading.Thread(target=self._run, daemon=True,
+                                       name='panda_breath link')
+    def start(self):
+        self.thread.start()
+    def send(self, frames):
+        self.outbox.extend(frames)
+        self._wake()
+    def close(self, frames=()):
+        self.outbox.extend(frames)
+        self.closing = True
+        self._wake()
+    def _wake(self):
+        with self.lock:
+            if self.wake_w is None:
+                return
+            try:
+                os.write(self.wake_w, b'.')
+            except OSError:
+                pass
+    def _drain_wake(self):
+        try:
+            while os.read(self.wake_r, 512):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+    def _sleep(self, delay):
+        end = time.monotonic() + delay
+        while not self.closing:
+            left = end - time.monotonic()
+            if left <= 0.:
+                break
+            select.select([self.wake_r], [], [], left)
+            self._drain_wake()
+    # Thread body
+    def _run(self):
+        delay = 0.
+        try:
+            while not self.closing:
+                self._sleep(delay)
+                if self.closing:
+                    break
+                established = self._session()
+                if established:
+                    delay = self.options.reconnect_delay
+                else:
+                    delay = min(max(delay * 2., self.options.reconnect_delay),
+                                self.options.reconnect_max_delay)
+        finally:
+            with self.lock:
+                os.close(self.wake_r)
+                os.close(self.wake_w)
+                self.wake_w = None
+    def _session(self):
+        ws = websocket.WebSocket(skip_utf8_validation=False)
+        try:
+            ws.connect(self.url, timeout=self.options.connect_timeout,
+                       suppress_origin=True)
+        except Exception as e:
+            ws.shutdown()
+            self.notify('down', describe_error(e, 'connect'))
+            return False
+        if self.closing:
+            self._goodbye(ws)
+            return False
+        self.outbox.clear()
+        established = False
+        try:
+            established = self._serve(ws)
+            reason = 'closed'
+        except LinkDown as e:
+            reason = str(e)
+        except Exception as e:
+            reason = describe_error(e, 'link')
+        self._goodbye(ws)
+        self.notify('down', reason)
+        return established
+    def _goodbye(self, ws):
+        try:
+            self._flush(ws)
+            ws.close(timeout=1.)
+        except Exception:
+            pass
+        ws.shutdown()
+    def _flush(self, ws):
+        ws.settimeout(self.options.send_timeout)
+        while self.outbox:
+            ws.send(self.outbox.popleft())
+    def _serve(self, ws):
+        opts = self.options
+        sock = ws.sock
+        established = False
+        start = last_rx = last_ping = time.monotonic()
+        while True:
+            if self.closing:
+                return established
+            self._flush(ws)
+            now = time.monotonic()
+            if not established and now - start > opts.link_timeout:
+                raise LinkDown("the device sent no settings snapshot")
+            if now - last_rx > opts.link_timeout:
+                raise LinkDown("no data from the device for %.0f s"
+                               % (now - last_rx,))
+            if now - last_ping >= opts.keepalive_interval:
+                ws.ping()
+                last_ping = now
+            wait = min(last_ping + opts.keepalive_interval,
+                       last_rx + opts.link_timeout) - now
+            readable, _, _ = select.select([sock, self.wake_r], [], [],
+                                           max(0., wait) + .01)
+            if self.wake_r in readable:
+                self._drain_wake()
+            if sock not in readable:
+                continue
+            ws.settimeout(opts.link_timeout)
+            if self._frame_too_large(ws):
+                raise LinkDown("frame over %d bytes from the device"
+                               % (MAX_FRAME,))
+            opcode, frame = ws.recv_data_frame(True)
+            last_rx = time.monotonic()
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise LinkDown("the device closed the connection")
+            if opcode == websocket.ABNF.OPCODE_BINARY:
+                self.notify('error', 'binary', "binary frame dropped")
+                continue
+            if opcode != websocket.ABNF.OPCODE_TEXT:
+                continue
+            if self._receive(frame.data, last_rx, established):
+                established = True
+    def _frame_too_large(self, ws):
+        # Read the header before the payload so a huge frame is refused
+        # without buffering it.
+        buf = ws.frame_buffer
+        if buf.needs_header():
+            buf.recv_header()
+        if buf.needs_length():
+            buf.recv_length()
+        return buf.length > MAX_FRAME
+    def _receive(self, data, rx_time, established):
+        if isinstance(data, bytes):
+            data = data.decode('utf-8', 'replace')
+        try:
+            msg = decode_frame(data)
+        except ProtocolError as e:
+            self.notify('error', 'frame', str(e))
+            return False
+        settings, rejected = read_settings(msg)
+        if rejected:
+            self.notify('error', 'type', "ignored wrongly typed %s"
+                        % (', '.join(sorted(rejected)),))
+        if not established and is_state_update(settings):
+            self.notify('up', settings)
+            return True
+        if settings:
+            self.notify('update', settings, rx_time)
+        return False
+
+
+def describe_error(e, stage):
+    if websocket is not None:
+        if isinstance(e, websocket.WebSocketBadStatusException):
+            return "device answered HTTP %s instead of a WebSocket" % (
+                e.status_code,)
+        if isinstance(e, websocket.WebSocketTimeoutException):
+            return "%s timed out" % (stage,)
+        if isinstance(e, websocket.WebSocketConnectionClosedException):
+            return "connection closed by the device"
+        if isinstance(e, websocket.WebSocketAddressException):
+            return "cannot resolve the device's host name"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, TimeoutError):
+        return "%s timed out" % (stage,)
+    text = str(e) or type(e).__name__
+    return "%s failed: %s" % (stage, text[:120])
+
+
+######################################################################
+# Klipper glue
+######################################################################
+
+class ChamberSensor:
+    def __init__(self, breath, config):
+        self.breath = breath
+        self.name = config.get_name()
+        self.min_temp = self.max_temp = 0.
+        self.callback = None
+    def setup_minmax(self, min_temp, max_temp):
+        self.min_temp, self.max_temp = min_temp, max_temp
+    def setup_callback(self, callback):
+        self.callback = callback
+    def get_report_time_delta(self):
+        return REPORT_TIME
+    def deliver(self, read_time, temp):
+        if not self.min_temp <= temp <= self.max_temp:
+            self.breath.printer.invoke_shutdown(
+                "Panda Breath temperature %.1f outside range of %.1f:%.1f"
+                % (temp, self.min_temp, self.max_temp))
+            return
+        if self.callback is not None:
+            self.callback(read_time, temp)
+
+
+class HeaterPin:
+    # A virtual pin enforces max_duration itself: when Klipper's heater
+    # stops refreshing a non-zero value, the device is turned off.
+    def __init__(self, breath):
+        self.breath = breath
+        self.reactor = breath.reactor
+        self.max_duration = 3.
+        self.value = 0.
+        self.expired = False
+        self.watchdog = self.reactor.register_timer(self._expire)
+    def get_mcu(self):
+        return self.breath.mcu
+    def setup_cycle_time(self, cycle_time, hardware_pwm=False):
+        pass
+    def setup_max_duration(self, max_duration):
+        self.max_duration = max_duration
+    def setup_start_value(self, start_value, shutdown_value):
+        pass
+    def set_pwm(self, print_time, value):
+        self.value = value
+        waketime = self.reactor.NEVER
+        if value > 0.:
+            waketime = self.reactor.monotonic() + self.max_duration + .5
+        self.reactor.update_timer(self.watchdog, waketime)
+        if self.expired:
+            self.expired = False
+            self.breath.apply_target("heater refreshed")
+    def _expire(self, eventtime):
+        self.expired = True
+        self.breath.apply_target("heater not refreshed by Klipper")
+        return self.reactor.NEVER
+
+
+class PandaBreath:
+    def __init__(self, config):
+        self.printer = printer = config.get_printer()
+        self.reactor = printer.get_reactor()
+        if websocket is None:
+            raise config.error(
+                "panda_breath needs the websocket-client Python package"
+                " (opkg package python3-websocket)")
+        self.host = config.get('host').strip()
+        if not self.host or any(c in self.host for c in ' /:@?#'):
+            raise config.error(
+                "Option 'host' in section 'panda_breath' must be an IP"
+                " address or host name, without scheme, port or path")
+        self.port = config.getint('port', 80, minval=1, maxval=65535)
+        delay = config.getfloat('reconnect_delay', .5, minval=.1,
+                                maxval=60.)
+        self.options = LinkOptions(
+            connect_timeout=config.getfloat('connect_timeout', 5.,
+                                            minval=.5, maxval=60.),
+            reconnect_delay=delay,
+            reconnect_max_delay=config.getfloat(
+                'reconnect_max_delay', 30., minval=delay, maxval=600.),
+            link_timeout=config.getfloat('link_timeout', 6., minval=2.,
+                                         maxval=10.),
+            keepalive_interval=config.getfloat('keepalive_interval', 2.,
+                                               minval=.5, maxval=30.))
+        if self.options.keepalive_interval >= self.options.link_timeout:
+            raise config.error(
+                "Option 'keepalive_interval' in section 'panda_breath' must"
+                " be below link_timeout")
+        self.stale_grace = config.getfloat('stale_grace', 30., minval=0.,
+                                           maxval=300.)
+        self.url = "ws://%s:%d/ws" % (self.host, self.port)
+        # Klipper side
+        self.mcu = None
+        self.sensor = None
+        self.heater_name = None
+        self.heater = None
+        self.pin = None
+        self.shutdown = False
+        self.target = 0.
+        # Device side, as last reported (plus our own writes)
+        self.link = None
+        self.connected = False
+        self.device = {}
+        self.reading = None
+        self.reading_time = self.delivered_time = -999.
+        self.owned = False
+        self.clamp_warned = None
+        self.last_error = None
+        self.reconnects = 0
+        self.log_times = {}
+        self.watch_timer = self.hold_timer = None
+        self.gcode = printer.lookup_object('gcode')
+        pheaters = printer.load_object(config, 'heaters')
+        pheaters.add_sensor_factory('panda_breath', self._make_sensor)
+        printer.lookup_object('pins').register_chip('panda_breath', self)
+        printer.register_event_handler('klippy:connect', self._handle_connect)
+        printer.register_event_handler('klippy:shutdown',
+                                       self._handle_shutdown)
+        printer.register_event_handler('klippy:disconnect',
+                                       self._handle_disconnect)
+        self.gcode.register_command('PANDA_BREATH_STATUS',
+                                    self.cmd_PANDA_BREATH_STATUS,
+                                    desc=self.cmd_PANDA_BREATH_STATUS_help)
+    # Klipper objects
+    def _make_sensor(self, config):
+        if self.sensor is not None:
+            raise config.error(
+                "Only one heater may use sensor_type panda_breath (%s"
+                " already does)" % (self.sensor.name,))
+        self.sensor = ChamberSensor(self, config)
+        self.heater_name = config.get_name().split()[-1]
+        return self.sensor
+    def setup_pin(self, pin_type, pin_params):
+        if pin_type != 'pwm' or pin_params['pin'] != 'pwm':
+            raise self.printer.config_error(
+                "panda_breath only provides the pin panda_breath:pwm")
+        if pin_params['invert']:
+            raise self.printer.config_error(
+                "panda_breath:pwm can not be inverted")
+        if self.pin is not None:
+            raise self.printer.config_error(
+                "panda_breath:pwm is already in use")
+        self.pin = HeaterPin(self)
+        return self.pin
+    def _handle_connect(self):
+        self.mcu = self.printer.lookup_object('mcu')
+        if self.sensor is None or self.pin is None:
+            raise self.printer.config_error(
+                "panda_breath needs a [heater_generic] section with"
+                " sensor_type: panda_breath and heater_pin: panda_breath:pwm")
+        pheaters = self.printer.lookup_object('heaters')
+        self.heater = pheaters.lookup_heater(self.heater_name)
+        self.watch_timer = self.reactor.register_timer(
+            self._watch_target, self.reactor.NOW)
+        self.hold_timer = self.reactor.register_timer(
+            self._hold_reading, self.reactor.NOW)
+        self.link = DeviceLink(self.url, self._notify, self.options)
+        self.link.start()
+    def _handle_shutdown(self):
+        self.shutdown = True
+        if self.connected:
+            self._send(off_frames())
+            self.owned = False
+    def _handle_disconnect(self):
+        for timer in (self.watch_timer, self.hold_timer):
+            if timer is not None:
+                self.reactor.unregister_timer(timer)
+        self.watch_timer = self.hold_timer = None
+        if self.pin is not None:
+            self.reactor.unregister_timer(self.pin.watchdog)
+        if self.link is None:
+            return
+        frames = ()
+        if self.connected and (self.owned or self._klipper_mode_on()):
+            frames = off_frames()
+        self.link.close(frames)
+        self.link = None
+        self.connected = False
+    # Events from the link thread, handed to the reactor
+    def _notify(self, kind, *args):
+        self.reactor.register_async_callback(
+            (lambda et: self._link_event(et, kind, args)))
+    def _link_event(self, eventtime, kind, args):
+        if self.link is None:
+            return
+        if kind == 'up':
+            self._link_up(eventtime, args[0])
+        elif kind == 'update':
+            self._update(eventtime, args[0])
+        elif kind == 'down':
+            self._link_down(args[0])
+        elif kind == 'error':
+            self._note_error(args[0], args[1])
+    def _link_up(self, eventtime, settings):
+        self.connected = True
+        self.device = dict(settings)
+        logging.info("panda_breath: connected to %s (firmware %s)",
+                     self.url, settings.get('fw_version', '?'))
+        self._reconcile()
+        self._observe(eventtime, settings)
+    def _link_down(self, reason):
+        if self.connected:
+            self.reconnects += 1
+            logging.info("panda_breath: link to %s lost: %s",
+                         self.url, reason)
+        self.connected = False
+        self._note_error('link', reason)
+    def _update(self, eventtime, settings):
+        self.device.update(settings)
+        if self.connected and is_state_update(settings):
+            self._device_changed()
+        self._observe(eventtime, settings)
+    def _observe(self, eventtime, settings):
+        for key in ('warehouse_sensor_status', 'ptc_sensor_status'):
+            fault = SENSOR_FAULTS.get(settings.get(key))
+            if fault is not None and not self.shutdown:
+                self.printer.invoke_shutdown(
+                    "Panda Breath reports its %s sensor %s"
+                    % ('chamber' if key[0] == 'w' else 'heater', fault))
+                return
+        temp = reading_of(settings)
+        if temp is not None:
+            self.reading = temp
+            self.reading_time = eventtime
+            self._deliver(eventtime)
+    def _note_error(self, kind, text):
+        self.last_error = text
+        now = self.reactor.monotonic()
+        if now < self.log_times.get(kind, -LOG_REPEAT_TIME):
+            return
+        self.log_times[kind] = now + LOG_REPEAT_TIME
+        logging.warning("panda_breath: %s", text)
+    # Readings
+    def _deliver(self, eventtime):
+        self.delivered_time = eventtime
+        if self.sensor is not None and not self.shutdown:
+            read_time = self.mcu.estimated_print_time(eventtime)
+            self.sensor.deliver(read_time, self.reading)
+    def _hold_reading(self, eventtime):
+        # While readings are missing, hold the last one for stale_grace so
+        # a short link blink does not trip verify_heater; after that
+        # Klipper's own stale-sensor rules decide.
+        if (self.reading is not None
+                and eventtime - self.delivered_time >= 1.5 * REPORT_TIME
+                and eventtime - self.reading_time <= self.stale_grace):
+            self._deliver(eventtime)
+        return eventtime + REPORT_TIME
+    # Target
+    def _watch_target(self, eventtime):
+        target = self.heater.get_status(eventtime)['target']
+        if target != self.target:
+            self.target = target
+            self.apply_target("target changed")
+        return eventtime + TARGET_WATCH_TIME
+    def _wanted(self):
+        if self.shutdown or (self.pin is not None and self.pin.expired):
+            return 0.
+        return self.target
+    def _klipper_mode_on(self):
+        return (self.device.get('work_on')
+                and self.device.get('work_mode') == MODE_ALWAYS_ON)
+    def _user_session(self):
+        return (self.device.get('work_on')
+                and self.device.get('work_mode') != MODE_ALWAYS_ON)
+    def apply_target(self, why):
+        if not self.connected:
+            return
+        wanted = self._wanted()
+        if wanted > 0.:
+            self._heat(wanted)
+        elif self.shutdown or self.owned or not self._user_session():
+            if self.device.get('work_on', True) or self.owned:
+                self._turn_off(why)
+    def _reconcile(self):
+        # The device does not echo writes: the snapshot is the truth.
+        wanted = self._wanted()
+        if wanted > 0.:
+            self._heat(wanted)
+        elif self.shutdown and self.device.get('work_on'):
+            self._turn_off("Klipper is shut down")
+        elif self._klipper_mode_on():
+            self._turn_off("found heating in always-on mode with no target")
+        elif self._user_session():
+            self._respond("Panda Breath: leaving the %s session started on"
+                          " the device running" % (self._mode_name(),))
+    def _device_changed(self):
+        # A full settings push: a panel press, end of drying, or auto-off.
+        wanted = self._wanted()
+        if self.device.get('work_on') and (
+                self.shutdown or (wanted <= 0. and self._klipper_mode_on())):
+            self._turn_off("switched on at the device without a Klipper"
+                           " target")
+        elif self.owned and wanted > 0. and not self._klipper_mode_on():
+            self.owned = False
+            self._respond("Panda Breath: the device left Klipper's control"
+                          " (%s); set the chamber target again to resume"
+                          % (self._mode_name() if self.device.get('work_on')
+                             else 'switched off',))
+    def _heat(self, wanted):
+        set_temp = device_temp(wanted)
+        if set_temp != wanted and self.clamp_warned != wanted:
+            self.clamp_warned = wanted
+            self._respond("Panda Breath: target %.1f sent as %d (the device"
+                          " accepts whole degrees 0-%d)"
+                          % (wanted, set_temp, DEVICE_MAX_TEMP))
+        self._send(heat_frames(set_temp, self.device.get('fw_version')))
+        self.device.update(work_on=True, work_mode=MODE_ALWAYS_ON,
+                           set_temp=set_temp)
+        self.owned = True
+    def _turn_off(self, why):
+        logging.info("panda_breath: turning the device off (%s)", why)
+        self._send(off_frames())
+        self.device['work_on'] = False
+        self.owned = False
+    def _send(self, frames):
+        if self.link is not None:
+            self.link.send(frames)
+    def _respond(self, msg):
+        logging.info(msg)
+        self.gcode.respond_info(msg)
+    def _mode_name(self):
+        return MODE_NAMES.get(self.device.get('work_mode'), 'unknown')
+    # Status
+    def get_status(self, eventtime):
+        age = None
+        if self.reading is not None:
+            age = round(eventtime - self.reading_time, 1)
+        return {
+            'connected': self.connected,
+            'firmware': self.device.get('fw_version'),
+            'work_on': self.device.get('work_on'),
+            'work_mode': self._mode_name() if self.device else None,
+            'set_temp': self.device.get('set_temp'),
+            'target': self._wanted(),
+            'temperature': self.reading,
+            'reading_age': age,
+            'stale': age is None or age > 3 * REPORT_TIME,
+            'last_error': self.last_error,
+            'reconnects': self.reconnects,
+        }
+    cmd_PANDA_BREATH_STATUS_help = "Report the Panda Breath link and state"
+    def cmd_PANDA_BREATH_STATUS(self, gcmd):
+        st = self.get_status(self.reactor.monotonic())
+        if not st['connected']:
+            link = "not connected (%s)" % (st['last_error'] or 'connecting',)
+        else:
+            link = "connected, firmware %s" % (st['firmware'],)
+        if st['temperature'] is None:
+            reading = "no reading yet"
+        else:
+            reading = "%.0fC %s %.1fs ago" % (
+                st['temperature'], 'held' if st['stale'] else 'read',
+                st['reading_age'])
+        state = "off"
+        if st['work_on']:
+            state = "on, %s, set %s" % (st['work_mode'], st['set_temp'])
+        gcmd.respond_info("Panda Breath %s: %s; device %s; %s;"
+                          " Klipper target %.0f; reconnects %d"
+                          % (self.host, link, state, reading, st['target'],
+                             st['reconnects']))
+
+
+def load_config(config):
+    return PandaBreath(config)

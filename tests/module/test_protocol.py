@@ -1,0 +1,111 @@
+"""The device protocol half of the module: pure functions, no sockets."""
+import json
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20)
+
+
+def test_snapshot_is_parsed_from_pretty_json(pb):
+    text = json.dumps({
+        "wifi": {"ssid": "x", "password": "secret"},
+        "settings": {"fw_version": "V1.0.3", "work_on": 1, "work_mode": 2,
+                     "set_temp": 45, "isrunning": 0}}, indent="\t")
+    settings, rejected = pb.read_settings(pb.decode_frame(text))
+    assert settings == {"fw_version": "V1.0.3", "work_on": True,
+                        "work_mode": 2, "set_temp": 45, "isrunning": 0}
+    assert rejected == []
+    assert pb.is_state_update(settings)
+    assert pb.reading_of(settings) is None
+
+
+def test_reading_prefers_warehouse_temper_over_v104_alias(pb):
+    assert pb.reading_of({"warehouse_temper": 41, "chamber_temp": 50}) == 41
+    assert pb.reading_of({"chamber_temp": 50}) == 50
+
+
+@pytest.mark.parametrize("value", ["45", None, [45], {"v": 45}, True])
+def test_wrongly_typed_reading_is_rejected(pb, value):
+    msg = {"settings": {"warehouse_temper": value}}
+    settings, rejected = pb.read_settings(msg)
+    assert "warehouse_temper" not in settings
+    assert rejected == ["warehouse_temper"]
+
+
+@pytest.mark.parametrize("text", ['{"settings":{"warehouse_temper":NaN}}',
+                                  '{"settings":{"warehouse_temper":Infinity}}',
+                                  '{"settings":', '[1,2]', '"x"', ''])
+def test_malformed_and_non_finite_frames_raise_protocol_error(pb, text):
+    with pytest.raises(pb.ProtocolError):
+        pb.decode_frame(text)
+
+
+def test_oversized_frame_is_refused_before_parsing(pb):
+    text = json.dumps({"pad": "x" * pb.MAX_FRAME})
+    with pytest.raises(pb.ProtocolError, match="too large"):
+        pb.decode_frame(text)
+
+
+def test_deeply_nested_frame_is_a_protocol_error(pb):
+    with pytest.raises(pb.ProtocolError):
+        pb.decode_frame("[" * 100000 + "]" * 100000)
+
+
+@given(json_values)
+def test_any_json_yields_clean_settings_or_protocol_error(pb, value):
+    try:
+        msg = pb.decode_frame(json.dumps(value))
+    except pb.ProtocolError:
+        return
+    settings, rejected = pb.read_settings(msg)
+    for key, val in settings.items():
+        if key == "fw_version":
+            assert isinstance(val, str)
+        elif key == "work_on":
+            assert isinstance(val, bool)
+        else:
+            assert not isinstance(val, bool)
+            assert isinstance(val, (int, float)) and math.isfinite(val)
+
+
+@given(st.dictionaries(st.sampled_from(
+    ["warehouse_temper", "work_on", "work_mode", "set_temp", "fw_version",
+     "isrunning", "chamber_temp", "junk"]), json_values, max_size=6))
+def test_settings_root_of_any_shape_never_raises(pb, raw):
+    settings, rejected = pb.read_settings({"settings": raw})
+    assert set(settings).isdisjoint(rejected)
+    reading = pb.reading_of(settings)
+    assert reading is None or math.isfinite(reading)
+
+
+def test_heat_frames_are_single_key_in_device_ui_order(pb):
+    frames = [json.loads(f) for f in pb.heat_frames(45)]
+    assert frames == [{"settings": {"work_mode": 2}},
+                      {"settings": {"set_temp": 45}},
+                      {"settings": {"work_on": True}}]
+
+
+def test_v100_firmware_gets_its_old_target_key(pb):
+    frames = [json.loads(f) for f in pb.heat_frames(45, "V1.0.0")]
+    assert frames[1] == {"settings": {"temp": 45}}
+
+
+def test_off_is_a_json_bool(pb):
+    assert pb.off_frames() == ['{"settings": {"work_on": false}}']
+
+
+@given(st.floats(min_value=-1000, max_value=1000))
+def test_device_temp_is_always_within_the_device_range(pb, target):
+    assert 0 <= pb.device_temp(target) <= pb.DEVICE_MAX_TEMP
+
+
+def test_device_temp_never_wraps_like_uint8(pb):
+    assert pb.device_temp(300) == 60
+    assert pb.device_temp(44.6) == 45
