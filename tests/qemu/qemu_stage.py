@@ -1,0 +1,648 @@
+"""The aarch64 QEMU stage: boot a Debian arm64 guest and run a payload.
+
+The guest is a Debian arm64 kernel plus an initramfs assembled from arm64
+.debs (busybox-static, Python 3.11 and the libraries they need), laid out
+like a Snapmaker U1.  A payload directory is packed into the initramfs at
+/payload; the guest's /init runs /payload/run, prints a result marker with
+its exit code on the serial console and powers off.
+
+    python3 tests/qemu/qemu_stage.py                 # the shipped scenario
+    python3 tests/qemu/qemu_stage.py --payload DIR   # any payload (tests)
+    python3 tests/qemu/qemu_stage.py --prepare       # fetch + build only
+
+Downloads and the built base image are cached under .cache/qemu/, keyed by
+the resolved package versions; the apt metadata for arm64 lives there too,
+in a private apt configuration that lists only the host's Debian mirrors
+(the host's own apt state and architectures are left alone).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import secrets
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+CACHE = ROOT / ".cache" / "qemu"
+OUT = ROOT / "dist" / "qemu"
+GUEST = HERE / "guest"
+
+# What the guest is made of; their dependencies are resolved at run time.
+GUEST_PACKAGES = ["busybox-static", "python3.11-minimal",
+                  "libpython3.11-stdlib", "media-types"]
+KERNEL_META = "linux-image-arm64"
+# Dependencies the guest does not need: package-manager and configuration
+# machinery that only matters to a dpkg-managed system.
+EXCLUDE = {"debconf", "debconf-2.0", "dpkg", "perl-base", "tzdata",
+           "readline-common", "install-info", "libc-bin", "mime-support",
+           "cdebconf", "debianutils", "gcc-12-base"}
+# Guest files nobody reads: docs, translations, Python's GUI/test bits.
+PRUNE = ["usr/share/doc", "usr/share/man", "usr/share/info",
+         "usr/share/locale", "usr/share/lintian", "usr/share/bug",
+         "usr/lib/python3.11/ensurepip", "usr/lib/python3.11/idlelib",
+         "usr/lib/python3.11/lib2to3/tests", "usr/lib/python3.11/test",
+         "usr/lib/python3.11/turtledemo", "usr/lib/python3.11/pydoc_data"]
+# Bump when the base image layout changes, to invalidate cached images.
+LAYOUT_VERSION = "3"
+
+MARKER = "PB-QEMU-RESULT"
+MARKER_RE = re.compile(r"PB-QEMU-RESULT ([0-9a-f]{32}) rc=([0-9]{1,3})")
+PAYLOAD_START = "PB-QEMU-PAYLOAD-START"
+
+
+def say(msg):
+    print(f"qemu: {msg}", file=sys.stderr, flush=True)
+
+
+class StageError(Exception):
+    """The stage failed; the message says why."""
+
+
+# --- the result marker -----------------------------------------------------
+
+def result_tag(nonce):
+    """What the guest prints for this boot: derived from the nonce on the
+    kernel command line but never equal to any part of it, so an echo of
+    the command line cannot pass for a result."""
+    return hashlib.sha256(nonce.encode()).hexdigest()[:32]
+
+
+def parse_result(console, nonce):
+    """The payload's exit code from a console log, or None without a result.
+
+    Only a line that is exactly the marker, carrying this boot's tag,
+    counts: echoed command lines, other boots' markers and markers inside
+    longer lines are ignored.
+    """
+    tag = result_tag(nonce)
+    for line in console.splitlines():
+        m = MARKER_RE.fullmatch(line.strip("\r\n\x00 "))
+        if m and m.group(1) == tag:
+            return int(m.group(2))
+    return None
+
+
+# --- arm64 packages ----------------------------------------------------------
+
+class Apt:
+    """apt-get/apt-cache for arm64 in a private state under .cache/qemu/apt."""
+
+    def __init__(self, base):
+        self.base = base
+        self.sources = base / "sources.list"
+        self.lists = base / "lists"
+
+    def options(self):
+        b = self.base
+        opts = {
+            "Dir::Etc::SourceList": self.sources,
+            "Dir::Etc::SourceParts": b / "sources.list.d",
+            "Dir::State": b / "state",
+            "Dir::State::Lists": self.lists,
+            "Dir::State::status": b / "status",
+            "Dir::Cache": b / "cache",
+            "APT::Architecture": "arm64",
+            "APT::Architectures::": "arm64",
+            "Debug::NoLocking": "1",
+            "APT::Sandbox::User": "root" if os.getuid() == 0 else "",
+            "Acquire::Languages": "none",
+        }
+        out = []
+        for key, value in opts.items():
+            if value != "":
+                out += ["-o", f"{key}={value}"]
+        return out
+
+    def setup(self):
+        for d in ("sources.list.d", "state", "lists/partial",
+                  "cache/archives/partial"):
+            (self.base / d).mkdir(parents=True, exist_ok=True)
+        (self.base / "status").touch()
+        self.sources.write_text("".join(
+            f"deb [signed-by={keyring()}] {uri} {suite} main\n"
+            for uri, suite in debian_mirrors()))
+
+    def has_lists(self):
+        return any(self.lists.glob("*_Packages*"))
+
+    def update(self):
+        self.setup()
+        say("fetching the arm64 package lists (Debian mirrors only)")
+        run(["apt-get", *self.options(), "-qq", "update"])
+
+    def show(self, names):
+        """Candidate records {name: {field: value}} of real packages."""
+        if not names:
+            return {}
+        proc = subprocess.run(
+            ["apt-cache", *self.options(), "show", "--no-all-versions",
+             *sorted(names)], capture_output=True, text=True)
+        records = {}
+        for para in proc.stdout.split("\n\n"):
+            fields = parse_control(para)
+            if "Package" in fields:
+                records.setdefault(fields["Package"], fields)
+        return records
+
+    def download(self, pkgs, dest):
+        dest.mkdir(parents=True, exist_ok=True)
+        specs = [f"{p['Package']}={p['Version']}" for p in pkgs]
+        say(f"downloading {len(specs)} arm64 packages")
+        run(["apt-get", *self.options(), "-qq", "download", *specs],
+            cwd=dest)
+
+
+def keyring():
+    for path in ("/usr/share/keyrings/debian-archive-keyring.gpg",):
+        if Path(path).exists():
+            return path
+    raise StageError("debian-archive-keyring is not installed")
+
+
+def debian_mirrors():
+    """(uri, suite) of the host's configured Debian archives for its
+    release; nothing else the host lists (third-party repositories) is
+    contacted."""
+    codename = os_release().get("VERSION_CODENAME", "bookworm")
+    proc = subprocess.run(
+        ["apt-get", "indextargets", "--no-release-info",
+         "--format", "$(REPO_URI) $(RELEASE)", "Identifier: Packages"],
+        capture_output=True, text=True)
+    found = []
+    for line in proc.stdout.splitlines():
+        try:
+            uri, suite = line.split()
+        except ValueError:
+            continue
+        path = uri.rstrip("/").rsplit("/", 1)[-1]
+        if path not in ("debian", "debian-security"):
+            continue
+        if suite != codename and not suite.startswith(codename + "-"):
+            continue
+        if (uri, suite) not in found:
+            found.append((uri, suite))
+    if codename != "bookworm" or not found:
+        # Not a bookworm host (or no Debian entries): the guest is bookworm.
+        found = [("http://deb.debian.org/debian/", "bookworm"),
+                 ("http://deb.debian.org/debian/", "bookworm-updates"),
+                 ("http://deb.debian.org/debian-security/",
+                  "bookworm-security")]
+    return found
+
+
+def os_release():
+    out = {}
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        out[key] = value.strip('"')
+    return out
+
+
+def parse_control(text):
+    fields, key = {}, None
+    for line in text.splitlines():
+        if line[:1] in (" ", "\t") and key:
+            fields[key] += "\n" + line
+        elif ":" in line:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+def dependency_groups(record):
+    """Depends + Pre-Depends as lists of alternative package names."""
+    groups = []
+    for field in ("Pre-Depends", "Depends"):
+        for group in filter(None, record.get(field, "").split(",")):
+            names = []
+            for alt in group.split("|"):
+                name = alt.strip().split(" ", 1)[0].split(":", 1)[0]
+                if name:
+                    names.append(name)
+            groups.append(names)
+    return groups
+
+
+def resolve(apt, roots):
+    """Candidate records of roots and everything they depend on."""
+    chosen, pending = {}, set(roots)
+    while pending:
+        records = apt.show(pending)
+        missing = pending - set(records)
+        if missing & set(roots):
+            raise StageError(f"no arm64 package {sorted(missing)}")
+        chosen.update(records)
+        wanted = set()
+        for record in records.values():
+            for alts in dependency_groups(record):
+                if any(a in chosen or a in EXCLUDE for a in alts):
+                    continue
+                wanted.add(alts[0])
+        # An alternative that is not a real package (virtual) is tried
+        # in order on the next round.
+        pending = wanted - set(chosen)
+        unknown = pending - set(apt.show(pending))
+        for name in unknown:
+            alts = next((a for r in records.values()
+                         for a in dependency_groups(r) if name in a), [])
+            rest = [a for a in alts[1:] if a not in EXCLUDE]
+            pending.discard(name)
+            if rest:
+                pending.add(rest[0])
+            elif name not in EXCLUDE:
+                raise StageError(f"cannot resolve arm64 dependency {name}")
+    return [chosen[n] for n in sorted(chosen)]
+
+
+def deb_name(record):
+    """The file name apt-get download gives a package."""
+    version = record["Version"].replace(":", "%3a")
+    return f"{record['Package']}_{version}_{record['Architecture']}.deb"
+
+
+def guest_packages(refresh=False):
+    """The manifest of arm64 .debs for the guest, downloading what is
+    missing.  The package lists are refreshed at most once, and only when
+    the cached set is incomplete."""
+    apt = Apt(CACHE / "apt")
+    debs = CACHE / "debs"
+    manifest_path = CACHE / "manifest.json"
+    if not refresh and manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if all((debs / f).exists() for f in manifest["debs"]):
+            return manifest
+    updated = False
+    if refresh or not apt.has_lists():
+        apt.update()
+        updated = True
+    for attempt in (1, 2):
+        try:
+            manifest = resolve_manifest(apt)
+            fetch = [r for r in manifest.pop("records")
+                     if not (debs / deb_name(r)).exists()]
+            if fetch:
+                apt.download(fetch, debs)
+            break
+        except (StageError, subprocess.CalledProcessError):
+            if updated or attempt == 2:
+                raise
+            apt.update()       # versions moved since the lists were fetched
+            updated = True
+    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def resolve_manifest(apt):
+    meta = apt.show([KERNEL_META]).get(KERNEL_META)
+    if not meta:
+        raise StageError(f"no arm64 {KERNEL_META} in the package lists")
+    kernel = next((a[0] for a in dependency_groups(meta)
+                   if a[0].startswith("linux-image-")), None)
+    if not kernel:
+        raise StageError(f"{KERNEL_META} names no linux-image package")
+    records = resolve(apt, GUEST_PACKAGES)
+    kernel_record = apt.show([kernel])[kernel]
+    return {
+        "kernel": deb_name(kernel_record),
+        "debs": [deb_name(r) for r in records] + [deb_name(kernel_record)],
+        "packages": {r["Package"]: r["Version"]
+                     for r in records + [kernel_record]},
+        "records": records + [kernel_record],
+    }
+
+
+# --- the guest image ---------------------------------------------------------
+
+def kernel_image(manifest):
+    """vmlinuz from the kernel .deb (cached by the .deb's name)."""
+    deb = CACHE / "debs" / manifest["kernel"]
+    out = CACHE / "kernel" / (deb.stem + ".vmlinuz")
+    if out.exists():
+        return out
+    say(f"extracting the kernel from {deb.name}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        fsys = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb],
+                                stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-x", "-C", tmp, "--wildcards",
+                        "./boot/vmlinuz-*"], stdin=fsys.stdout, check=True)
+        fsys.stdout.close()
+        fsys.wait()
+        found = list(Path(tmp, "boot").glob("vmlinuz-*"))
+        if len(found) != 1:
+            raise StageError(f"no single vmlinuz in {deb.name}")
+        shutil.move(found[0], out)
+    return out
+
+
+def base_key(manifest):
+    h = hashlib.sha256()
+    h.update(LAYOUT_VERSION.encode())
+    h.update(json.dumps(manifest["packages"], sort_keys=True).encode())
+    for path in sorted([GUEST / "init", *(GUEST / "rootfs").rglob("*")]):
+        if path.is_file():
+            h.update(str(path.relative_to(GUEST)).encode())
+            h.update(path.read_bytes())
+    h.update(Path(__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def base_image(manifest):
+    """The guest's base initramfs (uncompressed newc cpio), cached."""
+    out = CACHE / "images" / f"base-{base_key(manifest)}.cpio"
+    if out.exists():
+        return out
+    check_host_python()
+    say("building the guest's base image")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for old in out.parent.glob("base-*.cpio"):
+        old.unlink()
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        rootfs.mkdir()
+        for name in manifest["debs"]:
+            if name != manifest["kernel"]:
+                run(["dpkg-deb", "-x", CACHE / "debs" / name, rootfs])
+        for rel in PRUNE:
+            shutil.rmtree(rootfs / rel, ignore_errors=True)
+        lay_out_u1(rootfs)
+        precompile(rootfs, "usr/lib/python3.11")
+        write_cpio(rootfs, out.with_suffix(".tmp"))
+        out.with_suffix(".tmp").rename(out)
+    return out
+
+
+def check_host_python():
+    if sys.version_info[:2] != (3, 11):
+        raise StageError(
+            "the host's Python must be 3.11 to precompile the guest's "
+            f"standard library (this is {sys.version.split()[0]})")
+
+
+def lay_out_u1(rootfs):
+    """The parts of a Snapmaker U1 that the packages and Klipper expect."""
+    shutil.copytree(GUEST / "rootfs", rootfs, dirs_exist_ok=True,
+                    symlinks=True)
+    for d in ("proc", "sys", "dev", "tmp", "run", "root", "mnt", "var/log",
+              "oem", "userdata", "opt", "usr/sbin", "sbin",
+              "usr/lib/python3.11/site-packages",
+              "usr/lib/python3/dist-packages",
+              "home/lava/klipper/klippy/extras",
+              "home/lava/printer_data/config/extended/klipper",
+              "home/lava/printer_data/logs"):
+        (rootfs / d).mkdir(parents=True, exist_ok=True)
+    (rootfs / "tmp").chmod(0o1777)
+    (rootfs / "home/lava/klipper/klippy/extras/__init__.py").touch()
+    python3 = rootfs / "usr/bin/python3"
+    if not python3.exists():
+        python3.symlink_to("python3.11")
+    # The U1's Python reads /usr/lib/python3.11/site-packages; Debian's
+    # reads dist-packages, which points it at the U1's folder.
+    (rootfs / "usr/lib/python3/dist-packages/u1-site-packages.pth"
+     ).write_text("/usr/lib/python3.11/site-packages\n")
+    init = rootfs / "init"
+    shutil.copy(GUEST / "init", init)
+    init.chmod(0o755)
+
+
+def precompile(rootfs, rel, strip=None):
+    """Byte-compile on the host (same Python 3.11) with hash-based .pyc that
+    are never checked against mtimes, so the emulated guest imports them
+    without compiling or stat-checking sources."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "-j", "0",
+         "--invalidation-mode", "unchecked-hash",
+         "-s", str(strip or rootfs), "-p", "/", str(rootfs / rel)],
+        check=False, stdout=subprocess.DEVNULL)
+
+
+def write_cpio(tree, out):
+    """An uncompressed newc archive of tree, owned by root, in a stable
+    order (the kernel unpacks it without spending emulated cycles on
+    decompression)."""
+    paths = subprocess.run(["find", ".", "-mindepth", "1", "-print0"],
+                           cwd=tree, capture_output=True, check=True).stdout
+    paths = b"\0".join(sorted(filter(None, paths.split(b"\0")))) + b"\0"
+    with open(out, "wb") as f:
+        subprocess.run(["cpio", "--quiet", "-o", "-H", "newc", "--null",
+                        "-R", "0:0"],
+                       cwd=tree, input=paths, stdout=f, check=True)
+    return out
+
+
+def payload_image(payload_dir, out):
+    """A cpio holding payload_dir at /payload, appended to the base."""
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        tree = Path(tmp)
+        shutil.copytree(payload_dir, tree / "payload", symlinks=True)
+        run_script = tree / "payload" / "run"
+        if not run_script.exists():
+            raise StageError(f"payload {payload_dir} has no 'run'")
+        run_script.chmod(0o755)
+        precompile(tree, "payload", strip=tree)
+        write_cpio(tree, out)
+    return out
+
+
+# --- booting -----------------------------------------------------------------
+
+class Boot:
+    """One guest boot: console log, result, how it ended."""
+
+    def __init__(self, console, rc, reason, seconds):
+        self.console, self.rc, self.reason = console, rc, reason
+        self.seconds = seconds
+
+    @property
+    def ok(self):
+        return self.rc == 0
+
+
+def boot(kernel, initrd, log_path, timeout, nonce=None, echo=False,
+         memory=1024):
+    """Boot the guest, keep its console in log_path and return a Boot."""
+    nonce = nonce or secrets.token_hex(16)
+    cmdline = (f"console=ttyAMA0 panic=-1 quiet loglevel=3 "
+               f"rdinit=/init pb.nonce={nonce}")
+    cmd = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a53",
+           "-smp", "2", "-m", str(memory), "-accel", "tcg",
+           "-nographic", "-monitor", "none", "-serial", "stdio",
+           "-nic", "none", "-no-reboot",
+           "-kernel", str(kernel), "-initrd", str(initrd),
+           "-append", cmdline]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    deadline = start + timeout
+    timed_out = False
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        buf, shown = b"", False
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    break
+                ready, _, _ = select.select([proc.stdout], [], [],
+                                            min(left, 1.0))
+                if not ready:
+                    continue
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                log.write(chunk)
+                log.flush()
+                if echo:
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        text = line.decode(errors="replace").rstrip("\r")
+                        if shown:
+                            print(f"guest| {text}", file=sys.stderr,
+                                  flush=True)
+                        elif text.strip() == PAYLOAD_START:
+                            shown = True
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    seconds = time.monotonic() - start
+    console = log_path.read_bytes().decode(errors="replace")
+    rc = parse_result(console, nonce)
+    if timed_out:
+        return Boot(console, None, f"timed out after {timeout:.0f} s "
+                    "(guest hung)", seconds)
+    if rc is None:
+        return Boot(console, None, "the guest stopped without a result "
+                    f"marker (crash or panic; QEMU exit {proc.returncode})",
+                    seconds)
+    if rc != 0:
+        return Boot(console, rc, f"the guest payload failed (exit {rc})",
+                    seconds)
+    return Boot(console, 0, "passed", seconds)
+
+
+def tail(text, lines=40):
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# --- the shipped scenario payload --------------------------------------------
+
+def scenario_payload(dest):
+    """The payload that installs dist/ and runs the end-to-end scenario."""
+    dist = ROOT / "dist"
+    ipks = sorted(dist.glob("*.ipk"))
+    overlays = sorted(dist.glob("panda-breath-overlay-*.tar.gz"))
+    names = {p.name.split("_", 1)[0] for p in ipks}
+    missing = [n for n in ("panda-breath", "python3-websocket")
+               if n not in names]
+    if missing or not overlays:
+        raise StageError("dist/ lacks " + ", ".join(
+            [f"{n}_*.ipk" for n in missing]
+            + ([] if overlays else ["panda-breath-overlay-*.tar.gz"]))
+            + " (run ./build.sh)")
+    for rel in ("simulator", "tests/harness"):
+        if not (ROOT / rel / "__init__.py").exists():
+            raise StageError(f"{rel}/ is missing")
+    shutil.copytree(GUEST / "payload", dest, symlinks=True)
+    (dest / "dist").mkdir()
+    for path in ipks + overlays[-1:]:
+        shutil.copy(path, dest / "dist" / path.name)
+    lib = dest / "lib"
+    lib.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.so")
+    shutil.copytree(ROOT / "simulator", lib / "simulator", ignore=ignore)
+    shutil.copytree(ROOT / "tests/harness", lib / "harness", ignore=ignore)
+    shutil.copytree(websockets_source(), lib / "websockets", ignore=ignore)
+    shutil.copy(HERE / "guest_scenario.py", dest / "guest_scenario.py")
+
+
+def websockets_source():
+    """The pure-Python websockets package from the project's venv (its
+    compiled speedups are left out; it falls back to Python)."""
+    found = sorted((ROOT / ".venv/lib").glob(
+        "python3*/site-packages/websockets/__init__.py"))
+    if not found:
+        raise StageError("websockets is not in .venv (run ./build.sh test)")
+    return found[0].parent
+
+
+# --- command line -------------------------------------------------------------
+
+def run(cmd, **kw):
+    return subprocess.run([str(c) for c in cmd], check=True, **kw)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--payload", type=Path,
+                    help="run this payload directory instead of the "
+                         "shipped scenario (it must hold an executable "
+                         "'run')")
+    ap.add_argument("--timeout", type=float, default=240.0,
+                    help="hard limit for the boot in seconds "
+                         "(default %(default)s)")
+    ap.add_argument("--console", type=Path, default=OUT / "console.log",
+                    help="where to keep the guest console log")
+    ap.add_argument("--prepare", action="store_true",
+                    help="fetch packages and build the base image only")
+    ap.add_argument("--refresh", action="store_true",
+                    help="refresh the arm64 package lists first")
+    ap.add_argument("--quiet", action="store_true",
+                    help="do not echo the payload's console output")
+    args = ap.parse_args(argv)
+    t0 = time.monotonic()
+    try:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        manifest = guest_packages(refresh=args.refresh)
+        kernel = kernel_image(manifest)
+        base = base_image(manifest)
+        t1 = time.monotonic()
+        say(f"guest image ready in {t1 - t0:.1f} s "
+            f"({manifest['kernel'].split('_')[0]}, python3.11-minimal "
+            f"{manifest['packages']['python3.11-minimal']})")
+        if args.prepare:
+            return 0
+        with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+            tmp = Path(tmp)
+            payload = args.payload
+            if payload is None:
+                payload = tmp / "scenario"
+                scenario_payload(payload)
+            initrd = tmp / "initrd.cpio"
+            with open(initrd, "wb") as f:
+                f.write(base.read_bytes())
+                f.write(payload_image(payload, tmp / "payload.cpio")
+                        .read_bytes())
+            result = boot(kernel, initrd, args.console, args.timeout,
+                          echo=not args.quiet)
+    except StageError as e:
+        say(f"FAILED: {e}")
+        return 2
+    say(f"guest ran for {result.seconds:.1f} s; console log: "
+        f"{args.console}")
+    if not result.ok:
+        say(f"FAILED: {result.reason}")
+        print(tail(result.console), file=sys.stderr)
+        return 1
+    say(f"PASSED in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Tests of the QEMU stage itself: its result marker, and that a failing,
+crashing or hung guest fails the stage.  The boots use tiny payloads on the
+real guest image (built once and cached), not the shipped scenario."""
+
+import secrets
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+from qemu_stage import ROOT, parse_result, result_tag
+
+RUN_SH = ROOT / "tests" / "qemu" / "run.sh"
+
+
+# --- the marker parser --------------------------------------------------------
+
+def test_marker_on_its_own_line_gives_the_exit_code():
+    nonce = secrets.token_hex(16)
+    console = (f"[    1.0] booting\r\nhello\r\n\r\n"
+               f"PB-QEMU-RESULT {result_tag(nonce)} rc=3\r\n"
+               f"[    2.0] reboot: Power down\r\n")
+    assert parse_result(console, nonce) == 3
+    assert parse_result(console.replace("rc=3", "rc=0"), nonce) == 0
+
+
+def test_echoed_kernel_command_line_is_not_a_result():
+    nonce = secrets.token_hex(16)
+    tag = result_tag(nonce)
+    console = "\n".join([
+        # the kernel echoes its command line, nonce included
+        f"[    0.000000] Kernel command line: console=ttyAMA0 panic=-1 "
+        f"pb.nonce={nonce}",
+        # even a command line that carried a whole marker line
+        f"[    0.000000] Kernel command line: pb.nonce={nonce} "
+        f"PB-QEMU-RESULT {tag} rc=0",
+        # a shell tracing the line that prints the marker
+        "+ printf '\\n%s %s rc=%d\\n' PB-QEMU-RESULT \"$tag\" \"$rc\"",
+        f"+ echo PB-QEMU-RESULT {tag} rc=0",
+        # a marker written out with the nonce instead of the tag
+        f"PB-QEMU-RESULT {nonce} rc=0",
+    ])
+    assert parse_result(console, nonce) is None
+
+
+def test_marker_from_another_boot_is_not_a_result():
+    old, new = secrets.token_hex(16), secrets.token_hex(16)
+    console = f"PB-QEMU-RESULT {result_tag(old)} rc=0\n"
+    assert parse_result(console, old) == 0
+    assert parse_result(console, new) is None
+
+
+def test_marker_inside_a_longer_line_is_not_a_result():
+    nonce = secrets.token_hex(16)
+    tag = result_tag(nonce)
+    for line in (f"x PB-QEMU-RESULT {tag} rc=0",
+                 f"PB-QEMU-RESULT {tag} rc=0 x",
+                 f"PB-QEMU-RESULT {tag} rc=",
+                 f"PB-QEMU-RESULT {tag[:-1]} rc=0"):
+        assert parse_result(line + "\n", nonce) is None, line
+
+
+def test_tag_never_appears_in_the_nonce():
+    for _ in range(50):
+        nonce = secrets.token_hex(16)
+        assert result_tag(nonce) not in nonce
+
+
+# --- the stage with tiny payloads ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def guest_image():
+    """Fetch the arm64 packages and build the base image once (cached)."""
+    proc = subprocess.run(["bash", str(RUN_SH), "--prepare"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+
+
+def payload(tmp_path, script):
+    d = tmp_path / "payload"
+    d.mkdir()
+    run = d / "run"
+    run.write_text("#!/bin/sh\n" + textwrap.dedent(script))
+    run.chmod(0o755)
+    return d
+
+
+def stage(tmp_path, script, timeout=60):
+    log = tmp_path / "console.log"
+    proc = subprocess.run(
+        ["bash", str(RUN_SH), "--payload", str(payload(tmp_path, script)),
+         "--timeout", str(timeout), "--console", str(log), "--quiet"],
+        capture_output=True, text=True, timeout=timeout + 60)
+    return proc, Path(log).read_text(errors="replace")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_passing_payload_passes_the_stage(guest_image, tmp_path):
+    proc, console = stage(tmp_path, """
+        python3 -c 'import os; print("python ok uid", os.getuid())'
+        exit 0
+        """)
+    assert proc.returncode == 0, proc.stderr
+    assert "python ok uid 0" in console
+    assert "PASSED" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_failing_payload_fails_the_stage(guest_image, tmp_path):
+    # The payload also prints lookalike markers (from its command line, with
+    # the nonce, with a made-up tag) before failing: none may count.
+    proc, console = stage(tmp_path, """
+        nonce=$(sed -n 's/.*pb\\.nonce=\\([0-9a-f]*\\).*/\\1/p' /proc/cmdline)
+        echo "Kernel command line: $(cat /proc/cmdline)"
+        echo "PB-QEMU-RESULT $nonce rc=0"
+        echo "PB-QEMU-RESULT 0123456789abcdef0123456789abcdef rc=0"
+        echo "the check failed" >&2
+        exit 3
+        """)
+    assert proc.returncode != 0
+    assert "the guest payload failed (exit 3)" in proc.stderr
+    # the reason and the tail of the console log are shown
+    assert "the check failed" in proc.stderr
+    assert "the check failed" in console
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_guest_crash_without_marker_fails_the_stage(guest_image, tmp_path):
+    proc, console = stage(tmp_path, """
+        echo "about to crash the kernel"
+        echo c >/proc/sysrq-trigger
+        sleep 600
+        """)
+    assert proc.returncode != 0
+    assert "without a result marker" in proc.stderr
+    assert "about to crash the kernel" in console
+    assert "Kernel panic" in console
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_hung_guest_hits_the_timeout(guest_image, tmp_path):
+    proc, console = stage(tmp_path, """
+        echo "about to hang"
+        sleep 600
+        """, timeout=20)
+    assert proc.returncode != 0
+    assert "timed out after 20 s" in proc.stderr
+    assert "about to hang" in console
