@@ -1,0 +1,34 @@
+"""The device's non-volatile storage: a dict, optionally mirrored to JSON."""
+
+import json
+import os
+
+
+class Nvs:
+    def __init__(self, path=None):
+        self.path = path
+        self._data = None
+        if path and os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            if not isinstance(data, dict):
+                raise ValueError(f"{path}: NVS file must hold a JSON object")
+            self._data = data
+
+    def load(self):
+        """A copy of what was saved, or None when the storage is blank."""
+        return None if self._data is None else json.loads(
+            json.dumps(self._data))
+
+    def save(self, data):
+        self._data = json.loads(json.dumps(data))
+        if self.path:
+            tmp = self.path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self._data, f, indent=1, sort_keys=True)
+            os.replace(tmp, self.path)
+
+    def erase(self):
+        self._data = None
+        if self.path and os.path.exists(self.path):
+            os.remove(self.path)
