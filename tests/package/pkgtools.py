@@ -1,0 +1,51 @@
+"""Opening built packages the way opkg-lede does."""
+import gzip
+import io
+import pathlib
+import subprocess
+import tarfile
+
+from package import build
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CACHE = ROOT / ".cache" / "wheels"
+OVERLAY = ROOT / "overlay" / build.OVERLAY
+CLI = ROOT / "package" / "panda-breath" / "panda-breath"
+
+
+class Ipk:
+    """A built .ipk opened the way opkg-lede opens it."""
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+        self.raw = self.path.read_bytes()
+        self.outer = tarfile.open(fileobj=io.BytesIO(self.raw), mode="r:gz")
+        self.members = {m.name: m for m in self.outer.getmembers()}
+        self.data = self._inner("./data.tar.gz")
+        self.control_tar = self._inner("./control.tar.gz")
+
+    def read(self, name):
+        return self.outer.extractfile(self.members[name]).read()
+
+    def _inner(self, name):
+        return tarfile.open(fileobj=io.BytesIO(self.read(name)), mode="r:gz")
+
+    def control_file(self, name):
+        return self.control_tar.extractfile(f"./{name}").read().decode()
+
+    @property
+    def fields(self):
+        fields = {}
+        for line in self.control_file("control").splitlines():
+            key, _, value = line.partition(": ")
+            fields[key] = value
+        return fields
+
+
+def gunzip(data):
+    return gzip.decompress(data)
+
+
+def git(repo, *args):
+    subprocess.run(["git", "-C", str(repo), *args], check=True,
+                   capture_output=True)
