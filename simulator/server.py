@@ -91,19 +91,24 @@ class Session:
             self.conn.transport.close()
 
     async def write(self):
-        while True:
-            payload, done = await self.outgoing.get()
-            if payload is CLOSE:
-                self.conn.transport.close()  # flushes, then FIN
-                return
-            try:
-                await self.conn.send(payload)
-            except ConnectionClosed:
+        try:
+            while True:
+                payload, done = await self.outgoing.get()
+                if payload is CLOSE:
+                    self.conn.transport.close()  # flushes, then FIN
+                    return
+                try:
+                    await self.conn.send(payload)
+                finally:
+                    if done is not None:
+                        done.set_result(True)
+        except ConnectionClosed:
+            pass
+        finally:
+            while not self.outgoing.empty():
+                _, done = self.outgoing.get_nowait()
                 if done is not None:
                     done.set_result(False)
-                return
-            if done is not None:
-                done.set_result(True)
 
 
 class DeviceConnection(ServerConnection):
@@ -165,10 +170,14 @@ class DeviceServer:
             if task is not None:
                 task.cancel()
         self._unlisten()
-        conns = [s.conn for s in self.sessions.values()]
-        for conn in conns:
+        for conn in list(self.sessions):
             conn.transport.abort()
-        await asyncio.sleep(0)
+        others = [t for t in asyncio.all_tasks()
+                  if t is not asyncio.current_task()]
+        if others:
+            await asyncio.wait(others, timeout=1)
+        for task in others:
+            task.cancel()
 
     async def _listen(self):
         if self._listener is not None:

@@ -49,12 +49,19 @@ def test_temperature_is_pushed_to_all_clients_as_integer(sim, connect):
         assert frame["settings"]["warehouse_temper"] == 25
 
 
-def test_temperature_push_cadence_is_push_interval(make_sim, connect):
+def test_temperature_is_pushed_every_half_second_by_default(make_sim,
+                                                            connect):
     sim = make_sim(push_interval=0.5)
     client = connect(sim)
-    frames = client.frames_for(2.2)
-    assert 4 <= len(frames) <= 5
+    frames = client.frames_for(1.2)
+    assert 2 <= len(frames) <= 3
     assert all(is_temperature(f) for f in frames)
+
+
+def test_push_interval_sets_the_cadence(make_sim, connect):
+    sim = make_sim(push_interval=0.05)
+    frames = connect(sim).frames_for(0.5)
+    assert 7 <= len(frames) <= 11
 
 
 def test_writes_are_applied_but_never_echoed(sim, connect):
