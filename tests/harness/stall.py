@@ -1,0 +1,83 @@
+"""Stall meter: time spent inside the module under test per callback.
+
+Klipper runs every timer, fd callback, event handler and G-code handler on
+one thread, so the time one callback of an extra takes is time every other
+timer waits.  The harness routes each such invocation through
+``StallMeter.call``; a callable counts as the module's when the module it
+was defined in belongs to one of the extras packages the harness imported
+(see ``printer.import_extra``).  Time spent inside a reactor ``pause()``
+(a nested loop here, a greenlet switch in Klipper) is not counted: in
+Klipper the thread is free to run other work meanwhile.
+"""
+import time
+
+
+def _callable_module(cb):
+    for attr in ('__func__', 'func'):
+        inner = getattr(cb, attr, None)
+        if inner is not None and inner is not cb:
+            return _callable_module(inner)
+    return getattr(cb, '__module__', None) or ''
+
+
+def describe(cb):
+    name = getattr(cb, '__qualname__', None) or type(cb).__qualname__
+    return '%s.%s' % (_callable_module(cb), name)
+
+
+class StallMeter:
+    def __init__(self):
+        self.packages = set()
+        self.reset()
+
+    def reset(self):
+        self.max = 0.
+        self.worst = None
+        self.samples = 0
+        self.history = []
+        self._levels = [[]]
+
+    def owns(self, cb):
+        module = _callable_module(cb)
+        return module.split('.', 1)[0] in self.packages
+
+    def call(self, kind, cb, *args):
+        level = self._levels[-1]
+        if level or not self.owns(cb):
+            # Not the module's, or nested inside a module callback that is
+            # already being timed (its time includes this call).
+            return cb(*args)
+        frame = [time.perf_counter(), 0.]
+        level.append(frame)
+        try:
+            return cb(*args)
+        finally:
+            level.remove(frame)
+            spent = time.perf_counter() - frame[0] - frame[1]
+            self._record('%s (%s)' % (describe(cb), kind), spent)
+
+    def _record(self, name, spent):
+        self.samples += 1
+        if len(self.history) < 100000:
+            self.history.append((name, spent))
+        if spent > self.max:
+            self.max = spent
+            self.worst = name
+
+    # A reactor pause() suspends the running callbacks: time spent in the
+    # nested loop is not theirs, and callbacks run inside it are timed on
+    # their own.
+    def suspend(self):
+        self._levels.append([])
+        return time.perf_counter()
+
+    def resume(self, started):
+        self._levels.pop()
+        paused = time.perf_counter() - started
+        for level in self._levels:
+            for frame in level:
+                frame[1] += paused
+
+    def __repr__(self):
+        return '<StallMeter max=%.4fs worst=%s samples=%d>' % (
+            self.max, self.worst, self.samples)
