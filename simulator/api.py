@@ -12,7 +12,7 @@ from .nvs import Nvs
 from .profiles import DEFAULT_FIRMWARE, get_profile
 from .server import DeviceServer, pretty
 
-MAX_SPEED = 100000.0
+MAX_SPEED = 20000.0  # beyond this the model cannot keep up in real time
 WRONG_TYPES = (
     '{"settings":{"warehouse_temper":"45"}}',
     '{"settings":{"warehouse_temper":NaN}}',

@@ -99,7 +99,8 @@ class Device:
         self.settings = factory_settings(self.profile)
         if saved:
             self.settings.update(
-                {k: v for k, v in saved.items() if k in self.settings})
+                {k: v for k, v in saved.items() if k in self.settings
+                 and type(v) is type(self.settings[k])})
         self.isrunning = 0
         self.drying_mode = 3
         self.drying_temp = self.settings["filament_temp"]

@@ -1,16 +1,24 @@
 """The device's non-volatile storage: a dict, optionally mirrored to JSON."""
 
 import json
+import logging
 import os
+
+log = logging.getLogger("simulator")
 
 
 class Nvs:
     def __init__(self, path=None):
         self.path = path
         self._data = None
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise ValueError(f"{path}: no such directory")
         if path and os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    data = json.load(f)
+            except ValueError as e:
+                raise ValueError(f"{path}: not an NVS JSON file ({e})") from e
             if not isinstance(data, dict):
                 raise ValueError(f"{path}: NVS file must hold a JSON object")
             self._data = data
@@ -24,9 +32,12 @@ class Nvs:
         self._data = json.loads(json.dumps(data))
         if self.path:
             tmp = self.path + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(self._data, f, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
+            try:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    json.dump(self._data, f, indent=1, sort_keys=True)
+                os.replace(tmp, self.path)
+            except OSError as e:
+                log.warning("cannot write NVS file %s: %s", self.path, e)
 
     def erase(self):
         self._data = None
