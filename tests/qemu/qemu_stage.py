@@ -544,21 +544,24 @@ def tail(text, lines=40):
 # --- the shipped scenario payload --------------------------------------------
 
 def scenario_payload(dest):
-    """The payload that installs dist/ and runs the end-to-end scenario."""
+    """The payload that installs dist/ and runs the end-to-end scenario:
+    the U1 packages and overlay from dist/, the scenario, and the test
+    tooling it runs on (simulator, harness, pure-Python websockets) in
+    /payload/lib, apart from the site-packages the packages install to."""
     dist = ROOT / "dist"
     ipks = sorted(dist.glob("*.ipk"))
     overlays = sorted(dist.glob("panda-breath-overlay-*.tar.gz"))
     names = {p.name.split("_", 1)[0] for p in ipks}
-    missing = [n for n in ("panda-breath", "python3-websocket")
+    missing = [f"{n}_*.ipk" for n in ("panda-breath", "python3-websocket")
                if n not in names]
-    if missing or not overlays:
-        raise StageError("dist/ lacks " + ", ".join(
-            [f"{n}_*.ipk" for n in missing]
-            + ([] if overlays else ["panda-breath-overlay-*.tar.gz"]))
-            + " (run ./build.sh)")
-    for rel in ("simulator", "tests/harness"):
-        if not (ROOT / rel / "__init__.py").exists():
-            raise StageError(f"{rel}/ is missing")
+    if not overlays:
+        missing.append("panda-breath-overlay-*.tar.gz")
+    if missing:
+        raise StageError(f"dist/ lacks {', '.join(missing)} (./build.sh)")
+    for rel in ("simulator/__init__.py", "tests/harness/__init__.py",
+                "tests/chamber.py"):
+        if not (ROOT / rel).exists():
+            raise StageError(f"{rel} is missing")
     shutil.copytree(GUEST / "payload", dest, symlinks=True)
     (dest / "dist").mkdir()
     for path in ipks + overlays[-1:]:
@@ -569,6 +572,7 @@ def scenario_payload(dest):
     shutil.copytree(ROOT / "simulator", lib / "simulator", ignore=ignore)
     shutil.copytree(ROOT / "tests/harness", lib / "harness", ignore=ignore)
     shutil.copytree(websockets_source(), lib / "websockets", ignore=ignore)
+    shutil.copy(ROOT / "tests/chamber.py", lib / "chamber.py")
     shutil.copy(HERE / "guest_scenario.py", dest / "guest_scenario.py")
 
 
@@ -594,7 +598,7 @@ def main(argv=None):
                     help="run this payload directory instead of the "
                          "shipped scenario (it must hold an executable "
                          "'run')")
-    ap.add_argument("--timeout", type=float, default=240.0,
+    ap.add_argument("--timeout", type=float, default=360.0,
                     help="hard limit for the boot in seconds "
                          "(default %(default)s)")
     ap.add_argument("--console", type=Path, default=OUT / "console.log",
