@@ -4,17 +4,17 @@ Three nodes: the PTC heater body, the slow true chamber (air, walls and
 printer mass) and the fast outlet-air node where the device's NTC sits.
 The sensor node chases the outlet air, which is the chamber plus a share
 of the PTC's excess while the fan blows, so it over-reads the chamber.
-Tuned so that from 25 C the sensor reaches ~55 C in about 5 minutes,
+Tuned so that from 25 C the sensor reaches 55 C in about 5 minutes,
 the PTC peaks in the 90s and the chamber lags the sensor by 5-10 C.
 """
 
 HEATER_WATTS = 300.0
 PTC_CAPACITY = 300.0  # J/K
-CHAMBER_CAPACITY = 5000.0  # J/K
-PTC_TO_AIR_FAN = 4.2  # W/K with the fan blowing through the PTC
+CHAMBER_CAPACITY = 6000.0  # J/K
+PTC_TO_AIR_FAN = 5.0  # W/K with the fan blowing through the PTC
 PTC_TO_AIR_STILL = 1.0  # W/K by natural convection
 CHAMBER_LOSS = 6.0  # W/K through the enclosure walls
-OUTLET_SHARE_FAN = 0.33  # share of the PTC excess the outlet air carries
+OUTLET_SHARE_FAN = 0.35  # share of the PTC excess the outlet air carries
 OUTLET_SHARE_STILL = 0.05
 SENSOR_TAU = 15.0  # s
 MAX_STEP = 0.1  # s of device time per integration step
