@@ -292,18 +292,12 @@ class PrinterHeaters:
         self.available_monitors.append(config.get_name())
 
     def get_status(self, eventtime):
-        if self.u1_strict:
-            # The U1 fork names heaters by get_name() and short_name.
-            self.strict_names = [(h.get_name(), h.short_name)
-                                 for h in self.heaters.values()]
         return {'available_heaters': self.available_heaters,
                 'available_sensors': self.available_sensors,
                 'available_monitors': self.available_monitors}
 
     def turn_off_all_heaters(self, print_time=0.):
         for heater in self.heaters.values():
-            if self.u1_strict:
-                self.recovery_targets[heater.short_name] = 0.
             heater.set_temp(0.)
 
     cmd_TURN_OFF_HEATERS_help = "Turn off all heaters"
@@ -341,7 +335,8 @@ class PrinterHeaters:
         toolhead = self.printer.lookup_object('toolhead')
         toolhead.register_lookahead_callback(lambda print_time: None)
         if self.u1_strict:
-            # The U1 fork logs and remembers targets by name.
+            # The U1 fork checks the heater's full name and records the
+            # target by short name for power-loss recovery.
             heater.get_name()
             self.recovery_targets[heater.short_name] = temp
         heater.set_temp(temp)

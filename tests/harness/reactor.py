@@ -198,20 +198,19 @@ class Reactor:
     def completion(self):
         return ReactorCompletion(self)
 
-    def register_callback(self, callback, waketime=NOW):
+    def register_callback(self, callback, waketime=NOW, kind='callback'):
         completion = ReactorCompletion(self)
 
         def invoke(eventtime):
             self.unregister_timer(timer)
-            completion.complete(self._invoke('callback', callback,
-                                             eventtime))
+            completion.complete(self._invoke(kind, callback, eventtime))
             return NEVER
         timer = self.register_timer(invoke, waketime)
         return completion
 
     def register_async_callback(self, callback, waketime=NOW):
         self._async_queue.put_nowait((self.register_callback,
-                                      (callback, waketime)))
+                                      (callback, waketime, 'async')))
         self._wake()
 
     def async_complete(self, completion, result):

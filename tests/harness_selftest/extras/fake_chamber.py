@@ -24,6 +24,22 @@ class VirtualPin:
         self.writes.append((print_time, value))
 
 
+class Sensor:
+    def __init__(self, chamber):
+        self.chamber = chamber
+        self.callback = None
+        self.min_temp = self.max_temp = None
+
+    def setup_minmax(self, min_temp, max_temp):
+        self.min_temp, self.max_temp = min_temp, max_temp
+
+    def setup_callback(self, cb):
+        self.callback = cb
+
+    def get_report_time_delta(self):
+        return self.chamber.report_time
+
+
 class FakeChamber:
     def __init__(self, config):
         self.printer = config.get_printer()
@@ -36,8 +52,7 @@ class FakeChamber:
             'misbehave', ['none', 'pause_in_ready', 'pause_in_status',
                           'pause_in_shutdown', 'fail_in_timer'], 'none')
         self.use_reactor_time = False
-        self.callback = None
-        self.min_temp = self.max_temp = None
+        self.sensors = []
         self.pin = None
         self.events = []
         pheaters = self.printer.load_object(config, 'heaters')
@@ -60,20 +75,13 @@ class FakeChamber:
         gcode.register_command('FAKE_CHAMBER_FAIL', self.cmd_FAIL)
 
     def make_sensor(self, config):
-        return self
+        sensor = Sensor(self)
+        self.sensors.append(sensor)
+        return sensor
 
     def setup_pin(self, pin_type, pin_params):
         self.pin = VirtualPin(self, pin_params)
         return self.pin
-
-    def setup_minmax(self, min_temp, max_temp):
-        self.min_temp, self.max_temp = min_temp, max_temp
-
-    def setup_callback(self, cb):
-        self.callback = cb
-
-    def get_report_time_delta(self):
-        return self.report_time
 
     def _handle_connect(self):
         self.reactor.update_timer(self.timer, self.reactor.NOW)
@@ -89,12 +97,13 @@ class FakeChamber:
     def _sample(self, eventtime):
         if self.misbehave == 'fail_in_timer':
             raise RuntimeError("deliberate failure in a timer")
-        if self.reporting and self.callback is not None:
+        if self.reporting:
             read_time = eventtime
             if not self.use_reactor_time:
                 mcu = self.printer.lookup_object('mcu')
                 read_time = mcu.estimated_print_time(eventtime)
-            self.callback(read_time, self.temp)
+            for sensor in self.sensors:
+                sensor.callback(read_time, self.temp)
         return eventtime + self.report_time
 
     def get_status(self, eventtime):
