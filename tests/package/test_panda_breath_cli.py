@@ -320,3 +320,24 @@ def test_written_config_loads_in_klipper_and_heats(sim, config_dir):
         k.run_until(lambda: not sim.state()["work_on"], timeout=5)
     finally:
         k.stop()
+
+
+@pytest.mark.parametrize("oem,debug,baked,warned", [
+    (False, False, False, False),   # not a U1
+    (True, False, False, True),     # runtime install, rootfs resets
+    (True, True, False, False),     # /oem/.debug keeps it
+    (True, False, True, False),     # built into the firmware
+])
+def test_setup_warns_when_the_install_is_lost_at_reboot(
+        tmp_path, monkeypatch, capsys, oem, debug, baked, warned):
+    cli = load_cli()
+    monkeypatch.setattr(cli, "U1_OEM", str(tmp_path / "oem"))
+    monkeypatch.setattr(cli, "FIRMWARE_RECORD", str(tmp_path / "record"))
+    if oem:
+        (tmp_path / "oem").mkdir()
+    if debug:
+        (tmp_path / "oem" / ".debug").touch()
+    if baked:
+        (tmp_path / "record").touch()
+    cli.warn_if_lost_at_reboot("/x/panda_breath.cfg")
+    assert ("WARNING" in capsys.readouterr().out) == warned
