@@ -36,6 +36,15 @@ OVERLAY = "firmware-extended/37-feature-panda-breath"
 OVERLAY_PREFIX = f"overlays/{OVERLAY}"
 CONTROL_SCRIPTS = ("preinst", "postinst", "prerm", "postrm")
 
+# opkg-lede creates no missing parent directory when it unpacks data (it
+# extracts without libbb's extract_create_leading_dirs) and applies the
+# owner and mode of every directory entry, even to a directory that exists.
+# So a package carries the standard system directories above its files,
+# root-owned 0755 as they are, but never Klipper's tree under /home/lava:
+# that must exist already, with its owner untouched.
+SYSTEM_DIRS = ("./etc", "./usr", "./usr/bin", "./usr/lib",
+               "./usr/lib/python3.11", f"./{SITE_PACKAGES}", "./usr/share")
+
 
 class BuildError(Exception):
     pass
@@ -110,6 +119,13 @@ def _source(path, what):
     return path.read_bytes()
 
 
+def with_system_dirs(data):
+    names = [m.name for m in data]
+    needed = [d for d in SYSTEM_DIRS
+              if any(n.startswith(d + "/") for n in names)]
+    return [directory(d) for d in needed] + data
+
+
 def panda_breath_package(root, pkg_version):
     recipe = root / "package" / "panda-breath"
     module = _source(root / "klipper" / "extras" / "panda_breath.py",
@@ -126,7 +142,8 @@ def panda_breath_package(root, pkg_version):
         directory("./usr/share/panda-breath"),
         Member("./usr/share/panda-breath/panda_breath.cfg", template),
     ]
-    return Package("panda-breath", pkg_version, recipe, data)
+    return Package("panda-breath", pkg_version, recipe,
+                   with_system_dirs(data))
 
 
 def websocket_package(root, wheel_path):
@@ -140,7 +157,8 @@ def websocket_package(root, wheel_path):
     data += [Member(f"./{SITE_PACKAGES}/{name}", content)
              for name, content in files]
     pkg_version = f"{wheel.VERSION}-{WEBSOCKET_RELEASE}"
-    return Package("python3-websocket", pkg_version, recipe, data)
+    return Package("python3-websocket", pkg_version, recipe,
+                   with_system_dirs(data))
 
 
 def overlay_members(root, ipks):

@@ -142,7 +142,7 @@ class Opkg:
             target = self.info / f"{name}.{member[2:]}"
             target.write_bytes(data)
             target.chmod(ipk["control_modes"][member])
-        ipk["data"].extractall(self.root, filter="fully_trusted")
+        self._extract(ipk["data"])
         (self.info / f"{name}.list").write_text(
             "".join(f"/{m[2:]}\n" for m in ipk["data_files"]))
         # resolve_conffiles
@@ -168,6 +168,19 @@ class Opkg:
         self._run(self.info / f"{name}.postinst", "configure",
                   upgrade=bool(old))
         return "upgraded" if old else "installed"
+
+    def _extract(self, data):
+        """libbb/unarchive.c: no missing parent is created, and every
+        directory entry's owner and mode apply, existing or not."""
+        for member in data.getmembers():
+            target = self.root / member.name
+            if not target.parent.is_dir():
+                raise RuntimeError(f"opkg cannot create {member.name}: "
+                                   f"{target.parent} does not exist")
+            data.extract(member, self.root, filter="fully_trusted")
+            if member.isdir():
+                os.chown(target, member.uid, member.gid)
+                target.chmod(member.mode)
 
     def remove(self, name):
         """opkg remove <package> (opkg_remove.c)."""

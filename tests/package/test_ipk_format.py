@@ -176,3 +176,19 @@ def test_control_tar_has_no_directory_or_stray_entries(ipks):
         names = {m.name for m in ipk.control_tar.getmembers()}
         assert names <= {"./control", "./conffiles", "./preinst",
                          "./postinst", "./prerm", "./postrm"}
+
+
+def test_every_parent_directory_is_in_the_package_or_klippers(ipks):
+    """opkg-lede creates no missing parent directory (libbb/unarchive.c)
+    and applies each directory entry's owner and mode, so the package
+    carries its parents, root-owned 0755, except Klipper's own tree."""
+    for ipk in ipks.values():
+        seen = set()
+        for member in ipk.data.getmembers():
+            parent = member.name.rsplit("/", 1)[0]
+            assert parent in seen or parent == "." or parent == MODULE.rsplit(
+                "/", 1)[0], member.name
+            if member.isdir():
+                seen.add(member.name)
+                assert not member.name.startswith("./home"), member.name
+                assert (member.uid, member.gid, member.mode) == (0, 0, 0o755)
