@@ -5,6 +5,7 @@ stdin the simulator just runs until SIGINT/SIGTERM.
 """
 
 import argparse
+import http
 import json
 import logging
 import shlex
@@ -110,13 +111,13 @@ def parse_status(value):
     if value in ("off", "none", "0"):
         return None
     try:
-        status = int(value)
+        status = http.HTTPStatus(int(value))
     except ValueError:
         status = 0
-    if not 400 <= status <= 599:
-        raise UsageError(f"http_status must be 400..599 or off, "
-                         f"not {value!r}")
-    return status
+    if status < 400:
+        raise UsageError(f"http_status must be an HTTP error status such as "
+                         f"404 or 500 (or off), not {value!r}")
+    return int(status)
 
 
 def parse_seconds(value, name="seconds"):
@@ -185,10 +186,7 @@ def run_command(sim, line, out):
         delay = parse_seconds(args[0]) if args else None
         getattr(sim, cmd)(delay)
     elif cmd == "press":
-        try:
-            sim.press(**parse_press(args))
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        sim.press(**parse_press(args))
     elif cmd == "ambient":
         if len(args) != 1:
             raise UsageError("usage: ambient CELSIUS")
@@ -233,7 +231,7 @@ def console(sim, stop, stdin, out):
             if not run_command(sim, line, out):
                 stop.set()
                 return
-        except UsageError as e:
+        except (UsageError, ValueError) as e:
             print(f"error: {e}", file=out)
         out.flush()
 
@@ -270,7 +268,11 @@ def main(argv=None, stdin=None, out=None):
         signal.signal(sig, lambda *_: stop.set())
     try:
         for name, value in faults:
-            apply_fault(sim, name, value)
+            try:
+                apply_fault(sim, name, value)
+            except ValueError as e:
+                print(f"{PROG}: error: {e}", file=sys.stderr)
+                return 2
         print(f"Panda Breath {sim.device.profile.fw_version} simulator on "
               f"{sim.url} (type help)", file=out, flush=True)
         if not args.no_console:

@@ -295,6 +295,8 @@ class Device:
 
     def press(self, **changes):
         """The device's own panel or web UI changes settings."""
+        if not self.online:
+            raise ValueError("the device is off or rebooting")
         for key in changes:
             if key not in self.profile.order or key in (
                     "factory_reset", "reset"):

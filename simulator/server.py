@@ -39,6 +39,9 @@ STATUS_PAGE = """<!doctype html>
 """
 
 
+_ERROR_STATUSES = {int(s) for s in http.HTTPStatus if s >= 400}
+
+
 def pretty(message):
     """JSON as cJSON_Print writes it: tabs, newlines, a tab after ':'."""
     return json.dumps(message, indent="\t", separators=(",", ":\t"))
@@ -316,7 +319,7 @@ class DeviceServer:
     async def _push(self):
         while True:
             await asyncio.sleep(self.push_interval)
-            if self.device.online and not self.faults["half_open"]:
+            if self.device.online:
                 self.broadcast(self.device.temperature_message())
 
     # -- output ----------------------------------------------------------
@@ -330,13 +333,12 @@ class DeviceServer:
             elif kind == "reboot":
                 self.reboot()
 
-    def broadcast(self, message, raw=None):
-        text = pretty(message) if raw is None else raw
+    def broadcast(self, message):
+        if self.faults["half_open"]:
+            return  # a silent device says nothing
+        text = pretty(message)
         for session in self.clients():
-            self._send(session, text)
-
-    def _send(self, session, data):
-        session.queue(data)
+            session.queue(text)
 
     async def send_to_all(self, payloads):
         """Queue each payload (str, bytes or an iterable of str fragments)
@@ -357,9 +359,10 @@ class DeviceServer:
         if name not in self.faults:
             raise ValueError(f"unknown fault {name!r}")
         if name == "http_status" and value not in (None, 0, False):
+            if value not in _ERROR_STATUSES:
+                raise ValueError(f"http_status must be an HTTP error "
+                                 f"status such as 404 or 500, not {value!r}")
             value = int(value)
-            if not 400 <= value <= 599:
-                raise ValueError("http_status must be an HTTP error status")
         elif name == "slow_handshake":
             value = float(value or 0)
             if value < 0:

@@ -160,6 +160,8 @@ def test_console_bad_commands_get_a_message_and_carry_on(running):
     for line, message in (("warp 9", "unknown command"),
                           ("fault half_open maybe", "expected on or off"),
                           ("fault sensor melted", "sensor fault"),
+                          ("fault http_status 499", "HTTP error status"),
+                          ("fault slow_handshake -1", "seconds must be"),
                           ("press nothing", "KEY=VALUE"),
                           ("press warp=1", "no setting"),
                           ("reboot soon", "seconds must be"),

@@ -291,3 +291,18 @@ def test_slow_handshake_delays_the_101(sim, connect):
 def test_unknown_fault_name_is_an_error(sim):
     with pytest.raises(ValueError):
         sim.set_fault("gremlins", True)
+
+
+def test_half_open_device_sends_no_settings_push_either(sim, connect):
+    client = connect(sim)
+    sim.set_fault("half_open", True)
+    client.frames_for(0.15)
+    sim.press(set_temp=50)
+    assert control_frames(client, 0.3) == []
+    assert sim.state()["set_temp"] == 50
+
+
+def test_http_status_fault_needs_an_error_status(sim):
+    for bad in (200, 499, "x"):
+        with pytest.raises(ValueError, match="http_status"):
+            sim.set_fault("http_status", bad)

@@ -248,3 +248,11 @@ def test_panel_press_rejects_unknown_settings(sim):
     import pytest
     with pytest.raises(ValueError):
         sim.press(warp_drive=1)
+
+
+def test_panel_cannot_be_pressed_while_rebooting(make_sim):
+    import pytest
+    sim = make_sim(reboot_delay=1)
+    sim.reboot()
+    with pytest.raises(ValueError, match="rebooting"):
+        sim.press(work_on=False)
