@@ -23,8 +23,9 @@ def sha256(path):
 
 
 class Opkg:
-    def __init__(self, root, shell=("/bin/sh", "-c")):
+    def __init__(self, root, shell=("/bin/sh", "-c"), path=None):
         self.root = pathlib.Path(root)
+        self.path = path            # PATH for the scripts, if not ours
         self.db = self.root / "usr/lib/opkg"
         self.info = self.db / "info"
         self.info.mkdir(parents=True, exist_ok=True)
@@ -77,6 +78,8 @@ class Opkg:
             return
         env = dict(os.environ, IPKG_INSTROOT=str(self.root),
                    PKG_ROOT=f"{self.root}/", PKG_UPGRADE=str(int(upgrade)))
+        if self.path:
+            env["PATH"] = str(self.path)
         if self.shell[-1] == "-c":          # pkg.c pkg_run_script
             cmd = [*self.shell, f"{script} {args}"]
         else:

@@ -2,6 +2,7 @@
 import gzip
 import io
 import pathlib
+import shutil
 import subprocess
 import tarfile
 
@@ -49,3 +50,18 @@ def gunzip(data):
 def git(repo, *args):
     subprocess.run(["git", "-C", str(repo), *args], check=True,
                    capture_output=True)
+
+
+BUSYBOX = shutil.which("busybox")
+
+
+def busybox_bin(folder):
+    """A folder holding every BusyBox applet and nothing else, to put
+    alone on PATH: scripts then run as on the U1, with BusyBox tools."""
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True,
+                             text=True, check=True).stdout.split()
+    for applet in applets:
+        (folder / applet).symlink_to(BUSYBOX)
+    return folder

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 from opkg_offline import Opkg, sha256
-from pkgtools import CACHE, ROOT, Ipk, git
+from pkgtools import BUSYBOX, CACHE, ROOT, Ipk, busybox_bin, git
 
 from package import build
 
@@ -12,18 +12,21 @@ EXTRAS = "home/lava/klipper/klippy/extras"
 USER_CFG = "home/lava/printer_data/config/extended/klipper/panda_breath.cfg"
 TEMPLATE = "etc/panda-breath/panda_breath.cfg"
 SITE = "usr/lib/python3.11/site-packages"
-SHELLS = [("/bin/sh", "-c")]
-if shutil.which("busybox"):
-    SHELLS.append(("busybox", "sh"))
+SHELLS = ["sh"] + (["busybox"] if BUSYBOX else [])
 
 
-@pytest.fixture(params=SHELLS, ids=lambda shell: shell[0])
+@pytest.fixture(params=SHELLS)
 def opkg(request, tmp_path):
+    """opkg on a staging root; with "busybox", the scripts run under
+    BusyBox ash with only BusyBox's tools on PATH, as on the U1."""
     root = tmp_path / "root"
     for folder in ("oem", "etc", "tmp", "usr/bin", "usr/share", SITE,
                    EXTRAS, USER_CFG.rsplit("/", 1)[0]):
         (root / folder).mkdir(parents=True)
-    return Opkg(root, request.param)
+    if request.param == "busybox":
+        path = busybox_bin(tmp_path / "busybox-bin")
+        return Opkg(root, (BUSYBOX, "sh"), path)
+    return Opkg(root)
 
 
 @pytest.fixture
