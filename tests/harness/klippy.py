@@ -3,6 +3,7 @@ klippy.py's main loop does, runs its reactor in the calling thread, and
 turns what would end up in klippy.log (callback exceptions, G-code errors)
 into exceptions in the test."""
 import os
+import sys
 import time
 
 from .configfile import ConfigError
@@ -39,6 +40,11 @@ class Klippy:
     def start(self):
         if self.printer is not None:
             raise RuntimeError("Klippy already started")
+        # The simulator shares this process; with the default 5 ms GIL
+        # switch interval its thread could hold the reactor up for that
+        # long, which on a printer (device on another machine) never
+        # happens.
+        sys.setswitchinterval(0.0005)
         self._new_printer('startup')
         self._raise_pending()
         return self

@@ -12,8 +12,11 @@ import select
 import threading
 import time
 
+from .stall import StallMeter, describe
+
 NOW = 0.
 NEVER = 9999999999999999.
+_FAILED = object()
 
 
 class ReactorError(Exception):
@@ -113,7 +116,6 @@ class Reactor:
     NEVER = NEVER
 
     def __init__(self, meter=None):
-        from .stall import StallMeter
         self.meter = meter if meter is not None else StallMeter()
         self.thread_id = threading.get_ident()
         self._timers = []
@@ -154,7 +156,7 @@ class Reactor:
             return self.meter.call(kind, cb, *args)
         except Exception as e:
             self._fail(e)
-            return None
+            return _FAILED
 
     # Timers
     def register_timer(self, callback, waketime=NEVER):
@@ -189,8 +191,14 @@ class Reactor:
                 waketime = self._invoke('timer', t.callback, eventtime)
             finally:
                 t.timer_is_running = False
-            if waketime is None:
-                # Callback raised (recorded) or returned nothing.
+            if waketime is _FAILED:
+                waketime = NEVER
+            elif not isinstance(waketime, (int, float)):
+                # Klipper's loop would crash comparing against it.
+                self._fail(ReactorError(
+                    "timer callback %s returned %r instead of its next"
+                    " waketime (or reactor.NEVER)" % (describe(t.callback),
+                                                      waketime)))
                 waketime = NEVER
             t.waketime = waketime
 
@@ -203,7 +211,8 @@ class Reactor:
 
         def invoke(eventtime):
             self.unregister_timer(timer)
-            completion.complete(self._invoke(kind, callback, eventtime))
+            result = self._invoke(kind, callback, eventtime)
+            completion.complete(None if result is _FAILED else result)
             return NEVER
         timer = self.register_timer(invoke, waketime)
         return completion

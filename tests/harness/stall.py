@@ -8,8 +8,22 @@ was defined in belongs to one of the extras packages the harness imported
 (see ``printer.import_extra``).  Time spent inside a reactor ``pause()``
 (a nested loop here, a greenlet switch in Klipper) is not counted: in
 Klipper the thread is free to run other work meanwhile.
+
+Time the reactor thread spent runnable but waiting for a CPU (read from
+Linux's per-thread schedstat) is not counted either: that is the shared
+machine's load, not the module.  Time blocked in a system call -- a DNS
+lookup, a connect, a send on a full socket -- is counted in full.
 """
 import time
+
+
+def _runqueue_wait():
+    """Seconds this thread has spent waiting for a CPU, or 0 if unknown."""
+    try:
+        with open('/proc/thread-self/schedstat') as f:
+            return int(f.read().split()[1]) * 1e-9
+    except (OSError, ValueError, IndexError):
+        return 0.
 
 
 def _callable_module(cb):
@@ -48,13 +62,15 @@ class StallMeter:
             # already being timed (its time includes this call).
             return cb(*args)
         frame = [time.perf_counter(), 0.]
+        waited = _runqueue_wait()
         level.append(frame)
         try:
             return cb(*args)
         finally:
             level.remove(frame)
             spent = time.perf_counter() - frame[0] - frame[1]
-            self._record('%s (%s)' % (describe(cb), kind), spent)
+            spent -= _runqueue_wait() - waited
+            self._record('%s (%s)' % (describe(cb), kind), max(0., spent))
 
     def _record(self, name, spent):
         self.samples += 1

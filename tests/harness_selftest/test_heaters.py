@@ -171,14 +171,42 @@ heating_gain: 1
     assert chamber(k).pin.writes[-1][1] == 0.
 
 
-def test_verify_heater_ignores_a_heater_without_target(make_klippy):
-    k = make_klippy(chamber_config(more="""
+STRICT_CHECK = """
 [verify_heater chamber]
-max_error: 5
-check_gain_time: 1
-"""))
+max_error: 40
+"""
+
+
+def stop_readings_seven_seconds_ago(k):
+    """The sensor went quiet 7.5 s of print time ago."""
     chamber(k).reporting = False
-    k.run(1.2)
+    mcu = k.lookup('mcu')
+    now = mcu.estimated_print_time(k.reactor.monotonic())
+    heater = k.heater('chamber')
+    heater.temperature_callback(now - 7.5, heater.last_temp)
+
+
+def test_stale_readings_with_a_target_trip_verify_heater(make_klippy):
+    k = make_klippy(chamber_config(chamber_extra="temperature: 45",
+                                   more=STRICT_CHECK))
+    k.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=45")
+    k.run(1.1)                   # verify_heater has seen it at target
+    assert not k.is_shutdown()
+    stop_readings_seven_seconds_ago(k)
+    assert k.heater('chamber').get_temp(k.reactor.monotonic())[0] == 0.
+    k.run_until(k.is_shutdown, timeout=1.5)
+    assert k.shutdown_message.startswith(
+        "Heater chamber not heating at expected rate")
+    # get_status still shows the last smoothed reading.
+    assert k.status('heater_generic chamber')['temperature'] == 45.
+
+
+def test_stale_readings_without_target_are_harmless(make_klippy):
+    k = make_klippy(chamber_config(chamber_extra="temperature: 45",
+                                   more=STRICT_CHECK))
+    k.run(0.3)
+    stop_readings_seven_seconds_ago(k)
+    k.run(1.1)
     assert not k.is_shutdown()
 
 

@@ -201,3 +201,14 @@ def test_exception_in_callback_is_recorded_and_stops_the_loop():
     run(reactor, 1.)
     assert time.monotonic() - started < 0.5
     assert isinstance(reactor.failures[0], KeyError)
+
+
+def test_timer_returning_nothing_is_reported():
+    reactor = Reactor()
+
+    def forgetful(eventtime):
+        pass
+    reactor.register_timer(forgetful, reactor.NOW)
+    run(reactor, 0.1)
+    assert "returned None instead of its next waketime" in str(
+        reactor.failures[0])
