@@ -170,6 +170,8 @@ def test_root_folder_is_copied_with_executable_modes(dist):
 def printer(tmp_path):
     root = tmp_path / "printer"
     (root / CONFIG / "extended").mkdir(parents=True)
+    for folder in (root / CONFIG, root / CONFIG / "extended"):
+        os.chown(folder, 1000, 1000)      # printer_data belongs to lava
     cli = tmp_path / "panda-breath"
     cli.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{CLI}" "$@"\n')
     cli.chmod(0o755)
@@ -195,6 +197,9 @@ def test_firmware_config_enable_uses_the_address_in_extended2(printer):
         result = printer("enable")
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"port: {sim.port}\n" in cfg.read_text()
+        config = printer.root / CONFIG
+        assert cfg.parent.stat().st_uid == config.stat().st_uid == 1000
+        assert cfg.stat().st_uid == 1000
         assert printer("state").stdout == "enabled\n"
         assert "firmware V1.0.3" in printer("device").stdout
     assert printer("disable").returncode == 0
