@@ -174,3 +174,38 @@ def test_bad_source_date_epoch_is_refused(tmp_path, monkeypatch, bad):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", bad)
     with pytest.raises(version.VersionError, match="SOURCE_DATE_EPOCH"):
         version.source_date_epoch(ROOT)
+
+
+def opkg_choice(conf, paragraphs, name):
+    """The feed entry opkg-lede installs for name under an opkg.conf:
+    entries whose architecture the conf lists, highest priority first
+    (pkg_hash.c); None when it refuses them all."""
+    priority = {}
+    for line in conf.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "arch":
+            priority[parts[1]] = int(parts[2])
+    candidates = [p for p in paragraphs if p["Package"] == name
+                  and p["Architecture"] in priority]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: priority[p["Architecture"]])
+
+
+U1_STOCK = ("src/gz entware http://bin.entware.net/aarch64-k3.10\n"
+            "dest root /\narch aarch64-3.10 160\n")
+
+
+@pytest.mark.parametrize("conf,arch", [
+    (U1_STOCK, "aarch64-3.10"),
+    ("arch all 100\narch aarch64-3.10 160\n", "aarch64-3.10"),
+    ("arch all 100\narch mipsel-3.4 150\n", "all"),
+    ("arch all 1\narch noarch 1\narch x86_64 10\n", "all"),
+])
+def test_opkg_finds_both_packages_for_its_architectures(dist, conf, arch):
+    paragraphs = feed_paragraphs(dist / "feed")
+    chosen = opkg_choice(conf, paragraphs, "panda-breath")
+    assert chosen["Architecture"] == arch
+    for dependency in chosen["Depends"].split(","):
+        found = opkg_choice(conf, paragraphs, dependency.strip())
+        assert found is not None and found["Architecture"] == arch
