@@ -49,3 +49,20 @@ def test_time_paused_inside_a_module_callback_is_not_counted():
     meter.call('timer', module_callback)
     assert 0.01 <= meter.max < 0.04
     assert meter.samples == 1
+
+
+def test_stall_meter_times_module_fd_and_async_callbacks(klippy):
+    import os
+    import threading
+    r, w = os.pipe()
+    chamber(klippy).listen(r)
+    os.write(w, b'x')
+    threading.Thread(target=chamber(klippy).ping_from_thread).start()
+    klippy.run_until(lambda: chamber(klippy).received
+                     and 'pinged' in chamber(klippy).events)
+    names = [name for name, _ in klippy.stall.history]
+    assert any(n.endswith("FakeChamber._readable (fd read)") for n in names)
+    assert any(n.endswith("FakeChamber._pinged (async)") for n in names)
+    klippy.reactor.unregister_fd(chamber(klippy).fd_handle)
+    os.close(r)
+    os.close(w)

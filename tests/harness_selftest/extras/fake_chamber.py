@@ -106,6 +106,20 @@ class FakeChamber:
                 sensor.callback(read_time, self.temp)
         return eventtime + self.report_time
 
+    def listen(self, fd):
+        self.received = []
+        self.fd_handle = self.reactor.register_fd(fd, self._readable)
+
+    def _readable(self, eventtime):
+        import os
+        self.received.append(os.read(self.fd_handle.fd, 100))
+
+    def ping_from_thread(self):
+        self.reactor.register_async_callback(self._pinged)
+
+    def _pinged(self, eventtime):
+        self.events.append('pinged')
+
     def get_status(self, eventtime):
         if self.misbehave == 'pause_in_status':
             self.reactor.pause(eventtime + 0.01)
