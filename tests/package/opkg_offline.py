@@ -16,6 +16,10 @@ import subprocess
 import tarfile
 
 BACKUP_SUFFIX = "-opkg.backup"      # opkg_install.c OPKG_BACKUP_SUFFIX
+# Our own archives, extracted with owners and modes as they are (Python
+# releases before the extraction filters of PEP 706 do that by default).
+TRUSTED = ({"filter": "fully_trusted"}
+           if hasattr(tarfile, "fully_trusted_filter") else {})
 
 
 def sha256(path):
@@ -180,7 +184,7 @@ class Opkg:
             if not target.parent.is_dir():
                 raise RuntimeError(f"opkg cannot create {member.name}: "
                                    f"{target.parent} does not exist")
-            data.extract(member, self.root, filter="fully_trusted")
+            data.extract(member, self.root, **TRUSTED)
             if member.isdir():
                 os.chown(target, member.uid, member.gid)
                 target.chmod(member.mode)

@@ -7,6 +7,7 @@ import tarfile
 import zipfile
 
 import pytest
+from opkg_offline import TRUSTED
 from pkgtools import CACHE, ROOT
 
 from package import build, wheel
@@ -154,7 +155,7 @@ def test_websocket_package_is_the_pinned_wheel_without_its_tests(ipks):
 
 def test_websocket_package_imports_on_python_311(ipks, tmp_path):
     ipk = ipks[("python3-websocket", build.U1_ARCH)]
-    ipk.data.extractall(tmp_path, filter="data")
+    ipk.data.extractall(tmp_path, **TRUSTED)
     site = tmp_path / SITE
     out = subprocess.run(
         [sys.executable, "-I", "-c",

@@ -7,7 +7,7 @@ import sys
 import tarfile
 
 import pytest
-from opkg_offline import Opkg, sha256
+from opkg_offline import TRUSTED, Opkg, sha256
 from pkgtools import BUSYBOX, CLI, busybox_bin
 
 from package import build
@@ -31,7 +31,7 @@ def firmware(dist, tmp_path):
     checkout.mkdir()
     [tarball] = dist.glob("panda-breath-overlay-*.tar.gz")
     with tarfile.open(tarball) as tar:
-        tar.extractall(checkout, filter="fully_trusted")
+        tar.extractall(checkout, **TRUSTED)
     rootfs = tmp_path / "build" / "rootfs"
     for folder in ("etc/init.d", "usr/bin", "usr/share",
                    "usr/lib/python3.11/site-packages",
