@@ -1,14 +1,20 @@
 import pytest
-from pkgtools import CACHE, ROOT, Ipk
+from pkgtools import CACHE, Ipk, make_checkout
 
 from package import build
 
 
 @pytest.fixture(scope="session")
-def dist(tmp_path_factory):
+def checkout(tmp_path_factory):
+    """The working tree's sources, committed on their own."""
+    return make_checkout(tmp_path_factory.mktemp("src") / "checkout")
+
+
+@pytest.fixture(scope="session")
+def dist(checkout, tmp_path_factory):
     """A fresh build of the working tree."""
     out = tmp_path_factory.mktemp("dist")
-    build.build(ROOT, out, CACHE)
+    build.build(checkout, out, CACHE)
     return out
 
 

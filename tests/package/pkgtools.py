@@ -47,6 +47,31 @@ def gunzip(data):
     return gzip.decompress(data)
 
 
+SOURCES = ("package", "klipper/extras", "klipper/config", "overlay")
+AUTHOR = ("-c", "user.name=t", "-c", "user.email=t@example.invalid")
+
+
+def make_checkout(repo, edit=None, tag=None):
+    """A copy of what the build reads, committed as its own repository,
+    so builds under test never see other commits landing meanwhile."""
+    repo = pathlib.Path(repo)
+    for part in SOURCES:
+        shutil.copytree(ROOT / part, repo / part,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    if edit:
+        edit(repo)
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    commit(repo)
+    if tag:
+        git(repo, "tag", tag)
+    return repo
+
+
+def commit(repo, message="c"):
+    git(repo, *AUTHOR, "commit", "-q", "--allow-empty", "-m", message)
+
+
 def git(repo, *args):
     subprocess.run(["git", "-C", str(repo), *args], check=True,
                    capture_output=True)

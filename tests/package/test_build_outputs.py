@@ -2,13 +2,12 @@
 use, and clear failures on bad inputs."""
 import gzip
 import hashlib
-import shutil
 import subprocess
 import sys
 import tarfile
 
 import pytest
-from pkgtools import CACHE, ROOT, Ipk, git
+from pkgtools import CACHE, ROOT, Ipk, commit, git, make_checkout
 
 from package import build, version, wheel
 
@@ -22,8 +21,8 @@ def feed_paragraphs(feed_dir):
     return paragraphs
 
 
-def test_rebuild_is_byte_identical(dist, tmp_path):
-    build.build(ROOT, tmp_path, CACHE)
+def test_rebuild_is_byte_identical(checkout, dist, tmp_path):
+    build.build(checkout, tmp_path, CACHE)
     first = sorted(p.relative_to(dist) for p in dist.rglob("*")
                    if p.is_file())
     second = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")
@@ -33,8 +32,8 @@ def test_rebuild_is_byte_identical(dist, tmp_path):
         assert (dist / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
 
 
-def test_every_member_has_the_last_commit_time(u1_ipks):
-    stamp = version.source_date_epoch(ROOT)
+def test_every_member_has_the_last_commit_time(checkout, u1_ipks):
+    stamp = version.source_date_epoch(checkout)
     for ipk in u1_ipks.values():
         for tar in (ipk.outer, ipk.data, ipk.control_tar):
             assert {m.mtime for m in tar.getmembers()} == {stamp}
@@ -89,23 +88,8 @@ def test_overlay_tarball_carries_the_overlay_and_the_u1_packages(
     assert not list(committed.rglob("*.ipk"))
 
 
-def make_checkout(tmp_path):
-    """A copy of what the build reads, as its own git repository."""
-    repo = tmp_path / "checkout"
-    for part in ("package", "klipper/extras", "klipper/config",
-                 "overlay"):
-        shutil.copytree(ROOT / part, repo / part,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    git(repo, "init", "-q")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid",
-        "add", ".")
-    commit(repo)
-    return repo
-
-
-def commit(repo, message="c"):
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid",
-        "commit", "-q", "--allow-empty", "-m", message)
+def fresh_checkout(tmp_path):
+    return make_checkout(tmp_path / "checkout")
 
 
 def run_build(repo, dist, cache=CACHE):
@@ -116,7 +100,7 @@ def run_build(repo, dist, cache=CACHE):
 
 
 def test_version_follows_git_tags(tmp_path):
-    repo = make_checkout(tmp_path)
+    repo = fresh_checkout(tmp_path)
     untagged = version.package_version(repo)
     assert untagged.startswith("0.0.0+git1.")
     git(repo, "tag", "v1.2.3")
@@ -129,7 +113,7 @@ def test_version_follows_git_tags(tmp_path):
 
 
 def test_build_prints_a_short_summary(tmp_path):
-    repo = make_checkout(tmp_path)
+    repo = fresh_checkout(tmp_path)
     result = run_build(repo, tmp_path / "dist")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -139,7 +123,7 @@ def test_build_prints_a_short_summary(tmp_path):
 
 
 def test_missing_module_fails_clearly(tmp_path):
-    repo = make_checkout(tmp_path)
+    repo = fresh_checkout(tmp_path)
     (repo / "klipper" / "extras" / "panda_breath.py").unlink()
     result = run_build(repo, tmp_path / "dist")
     assert result.returncode == 1
@@ -149,7 +133,7 @@ def test_missing_module_fails_clearly(tmp_path):
 
 
 def test_wheel_with_wrong_hash_is_refused(tmp_path):
-    repo = make_checkout(tmp_path)
+    repo = fresh_checkout(tmp_path)
     cache = tmp_path / "cache"
     cache.mkdir()
     bad = (CACHE / wheel.WHEEL).read_bytes() + b"tampered"
@@ -161,7 +145,7 @@ def test_wheel_with_wrong_hash_is_refused(tmp_path):
 
 
 def test_maintainer_script_without_shebang_is_refused(tmp_path):
-    repo = make_checkout(tmp_path)
+    repo = fresh_checkout(tmp_path)
     postinst = repo / "package" / "panda-breath" / "postinst"
     postinst.write_text(postinst.read_text().split("\n", 1)[1])
     result = run_build(repo, tmp_path / "dist")

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 from opkg_offline import TRUSTED
-from pkgtools import CACHE, ROOT
+from pkgtools import CACHE
 
 from package import build, wheel
 
@@ -109,7 +109,8 @@ def test_maintainer_scripts_are_executable_shell_scripts(ipks):
                 assert member.mode == 0o644, member.name
 
 
-def test_panda_breath_installs_module_cli_and_config_templates(ipks):
+def test_panda_breath_installs_module_cli_and_config_templates(checkout,
+                                                               ipks):
     ipk = ipks[("panda-breath", build.U1_ARCH)]
     files = {m.name: m for m in ipk.data.getmembers() if m.isfile()}
     assert set(files) == {
@@ -119,7 +120,7 @@ def test_panda_breath_installs_module_cli_and_config_templates(ipks):
     assert files[MODULE].mode == 0o644
     assert files["./usr/bin/panda-breath"].mode == 0o755
     assert ipk.data.extractfile(MODULE).read() == (
-        ROOT / "klipper" / "extras" / "panda_breath.py").read_bytes()
+        checkout / "klipper" / "extras" / "panda_breath.py").read_bytes()
     cli = ipk.data.extractfile("./usr/bin/panda-breath").read()
     assert cli.startswith(b"#!/usr/bin/env python3\n")
     assert ipk.control_file("conffiles") == (

@@ -1,10 +1,9 @@
 """Installing, upgrading, reinstalling and removing the packages in a
 staging root, running their real maintainer scripts as opkg does."""
-import shutil
 
 import pytest
 from opkg_offline import Opkg, sha256
-from pkgtools import BUSYBOX, CACHE, ROOT, Ipk, busybox_bin, git
+from pkgtools import BUSYBOX, CACHE, Ipk, busybox_bin, make_checkout
 
 from package import build
 
@@ -36,21 +35,15 @@ def packages(u1_ipks):
 
 @pytest.fixture(scope="module")
 def old_packages(tmp_path_factory):
-    """An older build whose config template differs."""
+    """An older release (v0.0.0) whose config template differs."""
+    def older(repo):
+        template = repo / "klipper" / "config" / "panda_breath.cfg"
+        template.write_text(template.read_text().replace(
+            "max_temp: 70", "max_temp: 65"))
+        (repo / "klipper" / "extras" / "panda_breath.py").write_text(
+            "# an older module\n")
     tmp = tmp_path_factory.mktemp("old")
-    repo = tmp / "checkout"
-    for part in ("package", "klipper/extras", "klipper/config", "overlay"):
-        shutil.copytree(ROOT / part, repo / part,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    template = repo / "klipper" / "config" / "panda_breath.cfg"
-    template.write_text(template.read_text().replace(
-        "max_temp: 70", "max_temp: 65"))
-    (repo / "klipper" / "extras" / "panda_breath.py").write_text(
-        "# an older module\n")
-    git(repo, "init", "-q")
-    git(repo, "add", ".")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid",
-        "commit", "-q", "-m", "old")
+    repo = make_checkout(tmp / "checkout", edit=older, tag="v0.0.0")
     build.build(repo, tmp / "dist", CACHE)
     return {Ipk(p).fields["Package"]: p for p in (tmp / "dist").glob("*.ipk")}
 
@@ -120,7 +113,7 @@ def test_remove_leaves_nothing_but_the_users_config(opkg, packages):
 
 
 def test_upgrade_keeps_a_user_modified_conffile(opkg, packages,
-                                                 old_packages):
+                                                 old_packages, checkout):
     install_all(opkg, old_packages)
     template = opkg.root / TEMPLATE
     assert "max_temp: 65" in template.read_text()
@@ -134,7 +127,8 @@ def test_upgrade_keeps_a_user_modified_conffile(opkg, packages,
     new_template = template.with_name("panda_breath.cfg-opkg")
     assert "max_temp: 70" in new_template.read_text()
     module = (opkg.root / EXTRAS / "panda_breath.py").read_bytes()
-    assert module == (ROOT / "klipper/extras/panda_breath.py").read_bytes()
+    assert module == (checkout / "klipper/extras/panda_breath.py"
+                      ).read_bytes()
     assert user_cfg.read_text() == "[panda_breath]\nhost: 10.0.0.9\n"
     assert "restart Klipper" in opkg.output[-1]
     new_version = Ipk(packages["panda-breath"]).fields["Version"]
