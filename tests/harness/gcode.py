@@ -32,12 +32,13 @@ class GCodeCommand:
 
     def get_raw_command_parameters(self):
         line = self._commandline
-        start = line.upper().find(self._command)
-        start = 0 if start < 0 else start + len(self._command)
-        end = len(line)
-        star = line.rfind('*')
-        if star >= 0 and line[star + 1:].isdigit():
-            end = star
+        start, end = len(self._command), len(line)
+        if line[:start].upper() != self._command:
+            # A line number in front, maybe a checksum at the end.
+            start += max(0, line.upper().find(self._command))
+            star = line.rfind('*')
+            if star >= 0 and line[star + 1:].isdigit():
+                end = star
         if line[start:start + 1].isspace():
             start += 1
         return line[start:end]

@@ -33,9 +33,13 @@ class MCUPwm:
         self.value = start_value
 
     def set_pwm(self, print_time, value):
-        if print_time < self.last_time:
-            raise self._mcu.printer.command_error(
-                "Timer too close: set_pwm scheduled in the past")
+        mcu = self._mcu
+        now = mcu.estimated_print_time(mcu.printer.get_reactor().monotonic())
+        if print_time < now:
+            # The firmware cannot schedule in the past: it shuts down.
+            mcu.printer.invoke_shutdown("MCU '%s' shutdown: Timer too close"
+                                        % (mcu.get_name(),))
+            return
         self.last_time = print_time
         self.value = value
         self.history.append((print_time, value))

@@ -122,3 +122,8 @@ def test_u1_strict_rejects_heater_without_names(make_klippy):
 def test_extended_command_with_bare_word_is_malformed(klippy):
     with pytest.raises(GCodeError, match="Malformed command 'ECHO hello'"):
         klippy.gcode("ECHO hello")
+
+
+def test_line_numbers_and_checksums_are_ignored(klippy):
+    klippy.gcode("N12 SET_HEATER_TEMPERATURE HEATER=chamber TARGET=42*71")
+    assert klippy.heater('chamber').target_temp == 42.

@@ -85,3 +85,19 @@ max_temp: 120
     k.run_until(lambda: pin.value == 0.)
     k.gcode("M112")
     assert k.heater('bed').verify_mainthread_time == -999.
+
+
+def test_mcu_pin_scheduled_in_the_past_shuts_down(make_klippy):
+    from conftest import chamber_config
+    k = make_klippy(chamber_config(more="""
+[heater_generic bed]
+sensor_type: fake_chamber
+heater_pin: PA2
+control: watermark
+min_temp: 0
+max_temp: 120
+"""))
+    pin = k.lookup('mcu').pins['PA2']
+    now = k.lookup('mcu').estimated_print_time(k.reactor.monotonic())
+    pin.set_pwm(now - 1., 1.)
+    assert k.shutdown_message == "MCU 'mcu' shutdown: Timer too close"
