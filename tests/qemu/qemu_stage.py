@@ -17,6 +17,8 @@ in a private apt configuration that lists only the host's Debian mirrors
 """
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -588,6 +590,17 @@ def websockets_source():
 
 # --- command line -------------------------------------------------------------
 
+@contextlib.contextmanager
+def cache_lock():
+    """One stage at a time builds in .cache/qemu (engineers share it)."""
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def run(cmd, **kw):
     return subprocess.run([str(c) for c in cmd], check=True, **kw)
 
@@ -609,34 +622,46 @@ def main(argv=None):
                     help="refresh the arm64 package lists first")
     ap.add_argument("--quiet", action="store_true",
                     help="do not echo the payload's console output")
+    ap.add_argument("--debian-sources", action="store_true",
+                    help="print the host's Debian archives as sources.list "
+                         "lines (what run.sh refreshes) and exit")
     args = ap.parse_args(argv)
+    if args.debian_sources:
+        for uri, suite in debian_mirrors():
+            print(f"deb [signed-by={keyring()}] {uri} {suite} main")
+        return 0
     t0 = time.monotonic()
     try:
         CACHE.mkdir(parents=True, exist_ok=True)
-        manifest = guest_packages(refresh=args.refresh)
-        kernel = kernel_image(manifest)
-        base = base_image(manifest)
-        t1 = time.monotonic()
-        say(f"guest image ready in {t1 - t0:.1f} s "
-            f"({manifest['kernel'].split('_')[0]}, python3.11-minimal "
-            f"{manifest['packages']['python3.11-minimal']})")
-        if args.prepare:
-            return 0
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
             tmp = Path(tmp)
+            initrd = tmp / "initrd.cpio"
+            with cache_lock():
+                manifest = guest_packages(refresh=args.refresh)
+                kernel = kernel_image(manifest)
+                base = base_image(manifest)
+                say(f"guest image ready in {time.monotonic() - t0:.1f} s "
+                    f"({manifest['kernel'].split('_')[0]}, "
+                    "python3.11-minimal "
+                    f"{manifest['packages']['python3.11-minimal']})")
+                if args.prepare:
+                    return 0
+                shutil.copy(base, initrd)
             payload = args.payload
             if payload is None:
                 payload = tmp / "scenario"
                 scenario_payload(payload)
-            initrd = tmp / "initrd.cpio"
-            with open(initrd, "wb") as f:
-                f.write(base.read_bytes())
+            with open(initrd, "ab") as f:
                 f.write(payload_image(payload, tmp / "payload.cpio")
                         .read_bytes())
             result = boot(kernel, initrd, args.console, args.timeout,
                           echo=not args.quiet)
     except StageError as e:
         say(f"FAILED: {e}")
+        return 2
+    except subprocess.CalledProcessError as e:
+        say(f"FAILED: {' '.join(map(str, e.cmd[:3]))}... exited "
+            f"{e.returncode}")
         return 2
     say(f"guest ran for {result.seconds:.1f} s; console log: "
         f"{args.console}")

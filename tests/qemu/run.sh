@@ -22,14 +22,23 @@ need_apt() {
         sudo="sudo -n"
     fi
     say "installing Debian packages: ${missing[*]}"
-    # Try the lists the host already has first; refresh only if that fails.
+    # Try the lists the host already has first; refresh only if that fails,
+    # and then only the host's Debian archives (never third-party sources
+    # the host may list), keeping the other lists as they are.
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
         --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-        $sudo apt-get update -qq
+        local tmp
+        tmp=$(mktemp -d)
+        mkdir "$tmp/parts"
+        python3 tests/qemu/qemu_stage.py --debian-sources >"$tmp/sources.list"
+        $sudo apt-get update -qq -o Dir::Etc::SourceList="$tmp/sources.list" \
+            -o Dir::Etc::SourceParts="$tmp/parts" -o APT::Get::List-Cleanup=false
+        rm -rf "$tmp"
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
             --no-install-recommends "${missing[@]}" >/dev/null
     }
 }
 
-need_apt qemu-system-arm cpio debian-archive-keyring python3
+command -v python3 >/dev/null || need_apt python3
+need_apt qemu-system-arm cpio debian-archive-keyring
 exec python3 tests/qemu/qemu_stage.py "$@"
