@@ -86,7 +86,7 @@ def test_m105_reports_sensors_with_gcode_id(make_klippy):
 
 
 def test_idle_timeout_turns_heaters_off(make_klippy):
-    k = make_klippy(chamber_config(more="[idle_timeout]\ntimeout: 0.5\n"))
+    k = make_klippy(chamber_config(more="[idle_timeout]\ntimeout: 0.3\n"))
     k.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=40")
     assert k.status('idle_timeout')['state'] == "Printing"
     k.run_until(lambda: k.heater('chamber').target_temp == 0., timeout=3.)

@@ -204,9 +204,9 @@ def test_stale_readings_with_a_target_trip_verify_heater(make_klippy):
 def test_stale_readings_without_target_are_harmless(make_klippy):
     k = make_klippy(chamber_config(chamber_extra="temperature: 45",
                                    more=STRICT_CHECK))
-    k.run(0.3)
+    k.run(0.1)
     stop_readings_seven_seconds_ago(k)
-    k.run(1.1)
+    k.run(1.05)
     assert not k.is_shutdown()
 
 

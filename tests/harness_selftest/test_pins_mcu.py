@@ -54,6 +54,7 @@ def test_mcu_print_time_is_monotonic_and_not_reactor_time(klippy):
 def test_print_time_survives_restart_but_not_firmware_restart(klippy):
     now = klippy.reactor.monotonic()
     before = klippy.lookup('mcu').estimated_print_time(now)
+    klippy.gcode("M112")       # shut down: RESTART then skips its dwell
     klippy.restart()
     assert klippy.lookup('mcu').estimated_print_time(now) == before
     klippy.firmware_restart()
