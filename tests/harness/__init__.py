@@ -1,5 +1,10 @@
 """A Klipper stand-in host for testing klipper/extras modules.
 
+    with Klippy(PRINTER_CFG) as k:          # start() ... stop()
+        k.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=45")
+        k.run_until(lambda: k.status("heater_generic chamber")["power"])
+        assert k.stall.max < 0.005, k.stall.worst
+
 Stdlib only (it also runs inside the QEMU guest).  Every behaviour it
 imitates, the Klipper file it mirrors, and the known differences are listed
 in MIRRORS.md.
