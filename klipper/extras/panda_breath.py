@@ -686,7 +686,7 @@ class PandaBreath:
             'target': self._wanted(),
             'temperature': self.reading,
             'reading_age': age,
-            'stale': age is None or age > 3 * REPORT_TIME,
+            'stale': age is None or age > 2 * REPORT_TIME,
             'last_error': self.last_error,
             'reconnects': self.reconnects,
         }
