@@ -5,6 +5,7 @@ simulator's frames and state), what Klipper saw, and that the module never
 held the reactor longer than the stall limit."""
 import pytest
 from chamber import FAST, STALL_LIMIT, link_threads, start_chamber
+
 from simulator import Simulator
 
 
