@@ -24,6 +24,7 @@ Frame = collections.namedtuple("Frame", "time client text data")
 
 TICK = 0.05  # wall seconds between device-model updates
 OUTGOING_LIMIT = 64
+SENT_LOG = 10000  # frames kept in DeviceServer.sent
 CLOSE = object()  # queued after the last frame of a session that must end
 WIFI = {
     "ssid": "HomeNetwork",
@@ -68,9 +69,10 @@ def decode(text):
 class Session:
     """One TCP connection to the device's HTTP server."""
 
-    def __init__(self, number, conn):
+    def __init__(self, number, conn, sent):
         self.number = number
         self.conn = conn
+        self.sent = sent
         self.peer = None
         self.upgraded = False
         # frames waiting for the socket; a client that stops reading
@@ -100,6 +102,8 @@ class Session:
                 if payload is CLOSE:
                     self.conn.transport.close()  # flushes, then FIN
                     return
+                self.sent.append(Frame(time.monotonic(), self.number,
+                                       payload, None))
                 try:
                     await self.conn.send(payload)
                 finally:
@@ -155,6 +159,9 @@ class DeviceServer:
                        "slow_handshake": 0.0}
         self.sessions = {}
         self.frames = []
+        # (time, client, payload, None) of each frame the writer hands to
+        # the socket, newest last: when a reading left the device
+        self.sent = collections.deque(maxlen=SENT_LOG)
         self._numbers = 0
         self._listener = None
         self._tasks = []
@@ -216,7 +223,7 @@ class DeviceServer:
             conn.transport.close()
             return
         self._numbers += 1
-        session = Session(self._numbers, conn)
+        session = Session(self._numbers, conn, self.sent)
         session.peer = conn.transport.get_extra_info("peername")
         self.sessions[conn] = session
         if self.faults["half_open"]:
