@@ -39,14 +39,17 @@ OUT = ROOT / "dist" / "qemu"
 GUEST = HERE / "guest"
 
 # What the guest is made of; their dependencies are resolved at run time.
+# Jinja2 because Klipper on the printer has it (its G-code macros need it).
 GUEST_PACKAGES = ["busybox-static", "python3.11-minimal",
-                  "libpython3.11-stdlib", "media-types"]
+                  "libpython3.11-stdlib", "media-types", "python3-jinja2"]
 KERNEL_META = "linux-image-arm64"
 # Dependencies the guest does not need: package-manager and configuration
 # machinery that only matters to a dpkg-managed system.
 EXCLUDE = {"debconf", "debconf-2.0", "dpkg", "perl-base", "tzdata",
            "readline-common", "install-info", "libc-bin", "mime-support",
-           "cdebconf", "debianutils", "gcc-12-base"}
+           "cdebconf", "debianutils", "gcc-12-base",
+           # Debian's python3 meta-package: the guest has python3.11 itself
+           "python3", "python3-minimal"}
 # Guest files nobody reads: docs, translations, Python's GUI/test bits.
 PRUNE = ["usr/share/doc", "usr/share/man", "usr/share/info",
          "usr/share/locale", "usr/share/lintian", "usr/share/bug",
@@ -282,9 +285,12 @@ def guest_packages(refresh=False):
     apt = Apt(CACHE / "apt")
     debs = CACHE / "debs"
     manifest_path = CACHE / "manifest.json"
+    wanted = {"roots": GUEST_PACKAGES, "kernel_meta": KERNEL_META,
+              "exclude": sorted(EXCLUDE)}
     if not refresh and manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
-        if all((debs / f).exists() for f in manifest["debs"]):
+        if (manifest.get("wanted") == wanted
+                and all((debs / f).exists() for f in manifest["debs"])):
             return manifest
     updated = False
     if refresh or not apt.has_lists():
@@ -303,6 +309,7 @@ def guest_packages(refresh=False):
                 raise
             apt.update()       # versions moved since the lists were fetched
             updated = True
+    manifest["wanted"] = wanted
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 
@@ -382,6 +389,7 @@ def base_image(manifest):
             shutil.rmtree(rootfs / rel, ignore_errors=True)
         lay_out_u1(rootfs)
         precompile(rootfs, "usr/lib/python3.11")
+        precompile(rootfs, "usr/lib/python3/dist-packages")
         write_cpio(rootfs, out.with_suffix(".tmp"))
         out.with_suffix(".tmp").rename(out)
     return out
@@ -560,8 +568,7 @@ def scenario_payload(dest):
         missing.append("panda-breath-overlay-*.tar.gz")
     if missing:
         raise StageError(f"dist/ lacks {', '.join(missing)} (./build.sh)")
-    for rel in ("simulator/__init__.py", "tests/harness/__init__.py",
-                "tests/chamber.py"):
+    for rel in ("simulator/__init__.py", "tests/harness/__init__.py"):
         if not (ROOT / rel).exists():
             raise StageError(f"{rel} is missing")
     shutil.copytree(GUEST / "payload", dest, symlinks=True)
@@ -574,7 +581,6 @@ def scenario_payload(dest):
     shutil.copytree(ROOT / "simulator", lib / "simulator", ignore=ignore)
     shutil.copytree(ROOT / "tests/harness", lib / "harness", ignore=ignore)
     shutil.copytree(websockets_source(), lib / "websockets", ignore=ignore)
-    shutil.copy(ROOT / "tests/chamber.py", lib / "chamber.py")
     shutil.copy(HERE / "guest_scenario.py", dest / "guest_scenario.py")
 
 
