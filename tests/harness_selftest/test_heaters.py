@@ -1,7 +1,7 @@
 import time
 
 import pytest
-from conftest import chamber_config
+from fake_chamber import chamber_config
 from harness import GCodeError
 
 

@@ -1,5 +1,5 @@
 import pytest
-from conftest import chamber_config
+from fake_chamber import chamber_config
 from harness import ConfigError, GCodeError, gcode_macro
 
 M191 = """

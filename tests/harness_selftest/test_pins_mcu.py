@@ -62,7 +62,7 @@ def test_print_time_survives_restart_but_not_firmware_restart(klippy):
 
 
 def test_pid_heater_on_an_mcu_pin(make_klippy):
-    from conftest import chamber_config
+    from fake_chamber import chamber_config
     k = make_klippy(chamber_config(more="""
 [heater_generic bed]
 sensor_type: fake_chamber
@@ -89,7 +89,7 @@ max_temp: 120
 
 
 def test_mcu_pin_scheduled_in_the_past_shuts_down(make_klippy):
-    from conftest import chamber_config
+    from fake_chamber import chamber_config
     k = make_klippy(chamber_config(more="""
 [heater_generic bed]
 sensor_type: fake_chamber

@@ -50,11 +50,6 @@ class Client:
         self.ws.close()
 
 
-def is_temperature(frame):
-    return list(frame) == ["settings"] and list(
-        frame["settings"]) == ["warehouse_temper"]
-
-
 @pytest.fixture
 def make_sim():
     sims = []
@@ -91,15 +86,3 @@ def connect():
             client.close()
         except Exception:
             pass
-
-
-def deliver(sim, client, message, timeout=3.0):
-    """Send a frame and wait until the device has read it."""
-    count = len(sim.frames)
-    client.send(message)
-    deadline = time.monotonic() + timeout
-    while len(sim.frames) <= count:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the device never read the frame")
-        time.sleep(0.005)
-    return sim.state()

@@ -5,7 +5,7 @@ import time
 
 import pytest
 import websocket
-from conftest import deliver, is_temperature
+from wire import deliver, is_temperature
 
 
 def closed(client, timeout=2.0):

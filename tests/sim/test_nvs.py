@@ -1,6 +1,6 @@
 """Settings kept in an NVS file survive a restart of the simulator."""
 
-from conftest import deliver
+from wire import deliver
 
 from simulator import Simulator
 

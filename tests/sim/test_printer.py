@@ -1,6 +1,6 @@
 """The `printer` root: Klipper and Bambu bindings."""
 
-from conftest import deliver
+from wire import deliver
 
 KLIPPER = {"printer": {"name": "Klipper", "ip": "127.0.0.1", "port": 7125}}
 

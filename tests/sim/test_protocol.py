@@ -4,7 +4,7 @@ import json
 import time
 
 import pytest
-from conftest import deliver, is_temperature
+from wire import deliver, is_temperature
 
 
 def test_snapshot_has_every_root_and_no_temperature(sim, connect):
