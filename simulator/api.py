@@ -192,7 +192,8 @@ class Simulator:
             raise ValueError("sensor fault is 'open', 'short' or None")
 
         def apply():
-            self.device.sensor_fault = kind
+            self.device.set_sensor_fault(kind)
+            self.server.flush()
         self._call(apply)
 
     def swap_leads(self, swapped=True):

@@ -139,15 +139,26 @@ class Device:
             if self.clock_ms % RELAY_PERIOD_MS == 0:
                 self._relay_rule()
 
+    def set_sensor_fault(self, kind):
+        """The chamber thermistor goes open/short (or is mended: None).
+        The firmware sees it on the read that returns the bad value."""
+        self.sensor_fault = kind
+        if kind and self.online:
+            self._fault_off()
+
+    def _fault_off(self):
+        self.settings["work_on"] = False
+        self._save()
+        self.relay = self.fan = self.heat_request = False
+        self.outbox.append(("broadcast", {"settings": dict(
+            self.settings_block(),
+            warehouse_sensor_status=self.warehouse_sensor_status,
+            ptc_sensor_status=0)}))
+
     def _mode_rule(self):
         s = self.settings
         if self.sensor_fault and s["work_on"]:
-            s["work_on"] = False
-            self._save()
-            self.outbox.append(("broadcast", {"settings": dict(
-                self.settings_block(),
-                warehouse_sensor_status=self.warehouse_sensor_status,
-                ptc_sensor_status=0)}))
+            self._fault_off()
         mode = self.profile.mode(s["work_mode"])
         heat = fan = False
         if not s["work_on"]:

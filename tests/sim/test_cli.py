@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import websocket
@@ -121,7 +122,9 @@ def test_cli_device_is_driven_like_protocol_md(running):
     snapshot = json.loads(ws.recv())
     assert snapshot["settings"]["fw_version"] == "V1.0.3"
     ws.send(json.dumps({"settings": {"set_temp": 44, "work_on": False}}))
-    assert "set_temp: 44" in command(proc, "state")
+    deadline = time.monotonic() + 3
+    while "set_temp: 44" not in command(proc, "state"):
+        assert time.monotonic() < deadline, "write never applied"
     ws.close()
     code, log = finish(proc)
     assert code == 0

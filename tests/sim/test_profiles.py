@@ -1,7 +1,7 @@
 """Each firmware profile decides which keys exist and how they act."""
 
 import pytest
-from conftest import deliver
+from wire import deliver
 
 
 @pytest.mark.parametrize("firmware", ["1.0.1", "1.0.2"])
@@ -56,9 +56,9 @@ def test_v100_mode_one_is_drying(make_sim, connect):
 
 def test_v100_mode_three_is_auto(make_sim, connect):
     sim = make_sim(firmware="0.0.0", speed=20)
-    deliver(sim, connect(sim), {"settings": {"work_mode": 3,
-                                             "isrunning": 1}})
-    state = sim.wait_for(lambda s: s["clock"] > 2)
+    start = deliver(sim, connect(sim), {"settings": {
+        "work_mode": 3, "isrunning": 1}})["clock"]
+    state = sim.wait_for(lambda s: s["clock"] > start + 2)
     assert not state["relay"] and state["isrunning"] == 1
 
 

@@ -1,18 +1,18 @@
 """Heating, drying and sensor faults, driven and watched over the wire."""
 
-from conftest import deliver, is_temperature
+from wire import deliver, is_temperature
 
 ALWAYS_ON = {"settings": {"work_on": True, "work_mode": 2, "set_temp": 55}}
 
 
 def test_heat_up_reaches_55_in_about_five_minutes(make_sim, connect):
-    sim = make_sim(speed=300)
-    deliver(sim, connect(sim), ALWAYS_ON)
+    sim = make_sim(speed=150)
+    start = deliver(sim, connect(sim), ALWAYS_ON)["clock"]
     peak = 0
-    while (state := sim.state())["reading"] < 55:
+    while (state := sim.state())["sensor_temp"] < 54.5:
         peak = max(peak, state["ptc_temp"])
-        assert state["clock"] < 400, "too slow"
-    assert state["clock"] >= 240  # seconds of device time
+        assert state["clock"] - start < 400, "too slow"
+    assert state["clock"] - start >= 240  # seconds of device time
     assert 85 <= peak <= 100
     assert state["chamber_temp"] < state["sensor_temp"] - 3
 
@@ -20,8 +20,8 @@ def test_heat_up_reaches_55_in_about_five_minutes(make_sim, connect):
 def test_holding_keeps_sensor_at_target_and_ptc_in_range(make_sim,
                                                          connect):
     sim = make_sim(speed=600)
-    deliver(sim, connect(sim), ALWAYS_ON)
-    sim.wait_for(lambda s: s["clock"] >= 400, timeout=5)
+    begin = deliver(sim, connect(sim), ALWAYS_ON)["clock"]
+    sim.wait_for(lambda s: s["clock"] >= begin + 400, timeout=5)
     readings, ptc, relays = [], [], set()
     start = sim.state()["clock"]
     while (state := sim.state())["clock"] < start + 600:
@@ -57,8 +57,9 @@ def test_work_on_false_turns_everything_off(make_sim, connect):
 def test_relay_stays_off_at_or_above_target(make_sim, connect):
     sim = make_sim(speed=50)
     client = connect(sim)
-    deliver(sim, client, {"settings": {"work_mode": 2, "set_temp": 25}})
-    sim.wait_for(lambda s: s["heat_request"] and s["clock"] > 2)
+    start = deliver(sim, client, {"settings": {"work_mode": 2,
+                                              "set_temp": 25}})["clock"]
+    sim.wait_for(lambda s: s["heat_request"] and s["clock"] > start + 2)
     assert not sim.state()["relay"]  # 25 is not below 25
     deliver(sim, client, {"settings": {"set_temp": 26}})
     sim.wait_for(lambda s: s["relay"])
@@ -66,9 +67,9 @@ def test_relay_stays_off_at_or_above_target(make_sim, connect):
 
 def test_auto_mode_without_printer_link_does_not_heat(make_sim, connect):
     sim = make_sim(speed=50)
-    deliver(sim, connect(sim), {"settings": {"work_mode": 1,
-                                             "set_temp": 60}})
-    state = sim.wait_for(lambda s: s["clock"] > 3)
+    start = deliver(sim, connect(sim), {"settings": {
+        "work_mode": 1, "set_temp": 60}})["clock"]
+    state = sim.wait_for(lambda s: s["clock"] > start + 3)
     assert not state["relay"] and not state["fan"]
 
 
@@ -112,8 +113,9 @@ def test_power_cycle_with_work_on_false_stays_off(make_sim, connect):
     sim = make_sim(speed=20)
     deliver(sim, connect(sim), {"settings": {"work_on": False,
                                              "work_mode": 2}})
+    start = sim.state()["clock"]
     sim.power_cycle(off_for=0.1)
-    state = sim.wait_for(lambda s: s["online"] and s["clock"] > 3)
+    state = sim.wait_for(lambda s: s["online"] and s["clock"] > start + 3)
     assert not state["work_on"] and not state["relay"]
 
 
@@ -256,3 +258,21 @@ def test_panel_cannot_be_pressed_while_rebooting(make_sim):
     sim.reboot()
     with pytest.raises(ValueError, match="rebooting"):
         sim.press(work_on=False)
+
+
+def test_sensor_fault_push_comes_before_the_bad_reading(sim, connect):
+    client = connect(sim)
+    sim.sensor_fault("open")
+    frame = client.recv_until(
+        lambda f: f != {"settings": {"warehouse_temper": 25}})
+    assert frame["settings"]["warehouse_sensor_status"] == 2
+    assert client.recv_until(is_temperature) == {
+        "settings": {"warehouse_temper": -40}}
+
+
+def test_sensor_fault_pushes_even_when_already_off(sim, connect):
+    client = connect(sim)
+    deliver(sim, client, {"settings": {"work_on": False}})
+    sim.sensor_fault("short")
+    frame = client.recv_until(lambda f: "work_on" in f.get("settings", {}))
+    assert frame["settings"]["warehouse_sensor_status"] == 1
