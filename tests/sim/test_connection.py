@@ -211,10 +211,10 @@ def test_half_open_stops_pushes_and_pongs_but_keeps_tcp(sim, connect):
     sim.set_fault("half_open", True)
     client.frames_for(0.15)  # a push already on the wire
     client.ws.ping("are you there")
-    assert control_frames(client, 0.5) == []
+    assert control_frames(client, 0.3) == []
     assert client.ws.connected
     sim.set_fault("half_open", False)
-    seen = control_frames(client, 0.5)
+    seen = control_frames(client, 0.3)
     assert websocket.ABNF.OPCODE_PONG in seen  # the late pong
     assert websocket.ABNF.OPCODE_TEXT in seen  # pushes again
 
@@ -300,6 +300,7 @@ def test_half_open_device_sends_no_settings_push_either(sim, connect):
     sim.press(set_temp=50)
     assert control_frames(client, 0.3) == []
     assert sim.state()["set_temp"] == 50
+    sim.set_fault("half_open", False)
 
 
 def test_http_status_fault_needs_an_error_status(sim):
