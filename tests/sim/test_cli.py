@@ -204,3 +204,22 @@ def test_end_of_stdin_keeps_the_device_running():
     assert proc.wait(5) == 0
     proc.stdout.close()
     proc.stderr.close()
+
+
+def test_cli_options_reach_the_device(running, tmp_path):
+    nvs = tmp_path / "nvs.json"
+    proc, url = running("--firmware", "0.0.0", "--ambient", "18",
+                        "--max-clients", "1", "--snapshot-with-handshake",
+                        "--push-interval", "0.2", "--nvs", str(nvs))
+    ws = websocket.create_connection(url, timeout=3)
+    assert json.loads(ws.recv())["settings"]["fw_version"] == "V1.0.0"
+    assert json.loads(ws.recv())["settings"]["warehouse_temper"] == 18
+    with pytest.raises((OSError, websocket.WebSocketException)):
+        websocket.create_connection(url, timeout=2).recv()
+    ws.send(json.dumps({"settings": {"temp": 33}}))
+    deadline = time.monotonic() + 3
+    while not nvs.exists():
+        assert time.monotonic() < deadline, "NVS file never written"
+        time.sleep(0.02)
+    assert json.loads(nvs.read_text())["set_temp"] == 33
+    ws.close()
