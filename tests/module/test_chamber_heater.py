@@ -4,7 +4,13 @@ Every test asserts what the device really received or did (the
 simulator's frames and state), what Klipper saw, and that the module never
 held the reactor longer than the stall limit."""
 import pytest
-from chamber import FAST, STALL_LIMIT, link_threads, start_chamber
+from chamber import (
+    FAST,
+    STALL_LIMIT,
+    STARTUP_STALL_LIMIT,
+    link_threads,
+    start_chamber,
+)
 
 from simulator import Simulator
 
@@ -29,6 +35,7 @@ def printer(sim):
     for k in started:
         k.stop()
         assert k.stall.max < STALL_LIMIT, (k.stall.worst, k.stall.max)
+        assert k.stall.startup_max < STARTUP_STALL_LIMIT, k.stall.startup_worst
 
 
 def writes(sim):
