@@ -60,6 +60,9 @@ cmd_build() {
 
 cmd_test() {
     need_venv
+    # Maintainer and overlay scripts are also run under BusyBox ash, the
+    # shell of the U1 and of the QEMU guest.
+    need_apt busybox
     cmd_build >/dev/null
     local rc=0
     "$PY" -m pytest "$@" || rc=$?
