@@ -1,0 +1,408 @@
+"""The world the safety rule lives in, its events and its oracle.
+
+A World is one simulator (the device, its real state) and one Klipper host
+(the harness) running the module against it over loopback.  step(name,
+*args) applies one event, then lets the system settle and checks the rule
+against what the device really is and really received:
+
+1. while the link is up, the device heats only if Klipper's chamber target
+   is above 0 or the user started the session (drying, auto) on the device;
+2. after any disturbance the device converges within the module's
+   reconnect back-off plus one second once the link is back (and a target
+   Klipper set reaches the device within that bound);
+3. a Klipper shutdown turns the device off whatever its mode, and only a
+   new target after Klipper is ready again undoes it;
+4. the module never sends a value outside the device's ranges, work_on
+   only as a JSON bool, never printer_type / reset / factory_reset;
+5. no module callback holds the reactor for the stall limit or longer.
+
+Every event is recorded in ``script`` as a tuple; replay.replay() runs a
+script again, and a violation's message ends with the script to replay.
+"""
+import time
+
+import chamber
+from chamber import FAST, STALL_LIMIT, chamber_config
+from harness import GCodeError, HarnessTimeout, Klippy
+
+from simulator import Simulator
+
+# The module's quickest settings: the shortest reconnect back-off and
+# link timeout it accepts, and a low back-off cap so a run stays short.
+OPTIONS = dict(FAST, reconnect_delay=0.1, reconnect_max_delay=0.4,
+               link_timeout=2.0)
+# Rule 2: the longest back-off plus one second once the link is back.
+BOUND = OPTIONS["reconnect_max_delay"] + 1.0
+MAX_TEMP = 70
+DEVICE_MAX = 60
+IDLE_CONFIG = "\n[idle_timeout]\ntimeout: 3600\n"
+SIMULATOR = dict(push_interval=0.05, reboot_delay=0.05, speed=50.0)
+
+ACCEPTED = {"work_mode": (1, 3), "set_temp": (0, DEVICE_MAX),
+            "temp": (0, DEVICE_MAX)}
+ALWAYS_ON = 2
+PRESSES = {
+    "drying": dict(work_on=True, work_mode=3, isrunning=1),
+    "auto": dict(work_on=True, work_mode=1),
+    "always_on": dict(work_on=True, work_mode=ALWAYS_ON),
+    "on": dict(work_on=True),
+    "off": dict(work_on=False),
+}
+INITIAL = {
+    "off": dict(work_on=False),
+    "auto": dict(work_on=True, work_mode=1),
+    "drying": dict(work_on=True, work_mode=3, isrunning=1),
+    # an always-on device that came back from a power cut heating
+    "always_on": dict(work_on=True, work_mode=ALWAYS_ON, set_temp=50),
+}
+LINK_FAULTS = ("half_open", "refuse", "no_upgrade")
+# A connection attempt caught by these waits out connect_timeout first.
+HANDSHAKE_FAULTS = ("half_open", "no_upgrade")
+# The simulator's half-open device drops the pushes it would have sent.
+# Over real TCP a blink is retransmitted and nothing is lost; pushes are
+# lost only in a real outage.  So an outage that hid a push (a panel press,
+# a sensor fault) lasts at least this long: longer than the silence (three
+# missed 0.5 s pushes) after which a client must re-read the device.
+HIDDEN_PUSH_OUTAGE = 1.6
+# klippy:connect runs in Klipper's startup; the harness may time it apart.
+STARTUP_STALL_LIMIT = getattr(chamber, "STARTUP_STALL_LIMIT", STALL_LIMIT)
+BAD_FRAMES = {"malformed": "send_malformed", "oversized": "send_oversized",
+              "binary": "send_binary", "wrong_types": "send_wrong_types"}
+
+
+class SafetyViolation(AssertionError):
+    pass
+
+
+def format_script(script):
+    lines = ["replay(["] + ["    %r," % (event,) for event in script]
+    return "\n".join(lines + ["])"])
+
+
+def device_set_temp(target):
+    """What the device should hold for a Klipper target: whole degrees,
+    0..60 (computed here independently of the module)."""
+    return max(0, min(DEVICE_MAX, int(round(target))))
+
+
+class Latch:
+    """Rule 3: a Klipper shutdown, open until a new target after Klipper
+    is ready again (or the user starts a new session then)."""
+
+    def __init__(self, start, why):
+        self.start = start
+        self.why = why
+        self.off_seen = None
+        self.end = None
+
+    def covers(self, t):
+        return (self.off_seen is not None and t > self.off_seen
+                and (self.end is None or t < self.end))
+
+
+class World:
+    def __init__(self, firmware="1.0.3"):
+        self.firmware = firmware
+        self.script = []
+        self.sim = self.k = None
+        self.faults = set()
+        self.calm_since = 0.
+        self.bound = BOUND
+        self.user_session = False
+        self.intent = None
+        self.latches = []
+        self.frames_seen = 0
+        self.shutdown_seen = False
+        self.steps = 0
+        self.broken = False
+        self.half_open_since = None
+        self.hidden_push = False
+
+    # Set-up and tear-down
+    def start(self, initial="off"):
+        self.script.append(("initial", initial))
+        self.sim = Simulator(firmware=self.firmware, **SIMULATOR).start()
+        self.sim.press(**INITIAL[initial])
+        self.user_session = initial in ("auto", "drying")
+        self.k = Klippy(chamber_config(self.sim.port, options=OPTIONS,
+                                       max_temp=MAX_TEMP, extra=IDLE_CONFIG))
+        started = time.monotonic()
+        try:
+            self.k.start()
+            self.k.run_until(
+                lambda: self.k.status("panda_breath")["connected"],
+                timeout=10.)
+            self.calm_since = started
+            self.settle(started)
+        except BaseException:
+            self.broken = True
+            raise
+        return self
+
+    def finish(self):
+        """Let the system settle one last time and check the rule."""
+        self.step("wait", 0.2)
+
+    def close(self):
+        k, sim, self.k, self.sim = self.k, self.sim, None, None
+        try:
+            if k is not None:
+                k.stop()
+        finally:
+            if sim is not None:
+                sim.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # Events
+    def step(self, name, *args):
+        self.script.append((name,) + args)
+        self.steps += 1
+        started = time.monotonic()
+        try:
+            getattr(self, "ev_" + name)(*args)
+            self.settle(started)
+        except BaseException:
+            self.broken = True
+            raise
+
+    def ev_initial(self, initial):
+        raise ValueError("'initial' is only the first event of a script")
+
+    def _gcode(self, script):
+        try:
+            self.k.gcode(script)
+            return True
+        except GCodeError:
+            return False  # e.g. "Printer is shutdown": nothing changed
+
+    def ev_set_target(self, target):
+        if not self._gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=%s"
+                           % (target,)):
+            return
+        if target > 0:
+            self.intent = device_set_temp(target)
+            self._end_latch()
+        else:
+            self.intent = None
+
+    def ev_turn_off_heaters(self):
+        if self._gcode("TURN_OFF_HEATERS"):
+            self.intent = None
+
+    def ev_idle_timeout(self):
+        if self.k.is_shutdown():
+            return  # idle_timeout's timer does nothing while shut down
+        idle = self.k.lookup("idle_timeout")
+        done = self.k.reactor.register_callback(idle.transition_idle_state)
+        self.k.run_until(done.test)
+        self.intent = None
+
+    def ev_emergency_stop(self):
+        self.k.gcode("M112")
+
+    def ev_restart(self):
+        self._restart("RESTART")
+
+    def ev_firmware_restart(self):
+        self._restart("FIRMWARE_RESTART")
+
+    def _restart(self, command):
+        self.k.gcode(command)
+        self.intent = None
+        self.shutdown_seen = False
+        self.calm_since = max(self.calm_since, time.monotonic())
+
+    def ev_reboot(self, off_for):
+        self._power(self.sim.reboot, off_for)
+
+    def ev_power_cycle(self, off_for):
+        self._power(self.sim.power_cycle, off_for)
+
+    def _power(self, action, off_for):
+        if not self.sim.state()["online"]:
+            return
+        action(off_for)
+        self.calm_since = max(self.calm_since, time.monotonic() + off_for)
+
+    def ev_press(self, kind):
+        try:
+            self.sim.press(**PRESSES[kind])
+        except ValueError:
+            return  # the panel is dark while the device is off
+        self.hidden_push |= "half_open" in self.faults
+        s = self.sim.state()
+        on = s["work_on"]
+        self.user_session = on and s["work_mode"] != ALWAYS_ON
+        if kind != "on" or self.user_session:
+            self.intent = None  # the user took the device over
+        if on and not self.k.is_shutdown():
+            self._end_latch()  # a new session, started by the user
+
+    def ev_fault(self, name, on):
+        if name == "half_open" and not on and self.hidden_push:
+            now = time.monotonic()
+            left = self.half_open_since + HIDDEN_PUSH_OUTAGE - now
+            if left > 0.:
+                self.k.run(left)
+        self.sim.set_fault(name, on)
+        if name == "half_open" and on != (name in self.faults):
+            self.half_open_since = time.monotonic()
+            self.hidden_push = False
+        if on:
+            self.faults.add(name)
+        elif name in self.faults:
+            self.faults.discard(name)
+            extra = (OPTIONS["connect_timeout"]
+                     if name in HANDSHAKE_FAULTS else 0.)
+            self.calm_since = max(self.calm_since,
+                                  time.monotonic() + extra)
+
+    def ev_bad_frame(self, kind):
+        if "half_open" in self.faults:
+            return  # a silent device sends nothing
+        getattr(self.sim, BAD_FRAMES[kind])()
+        self.calm_since = max(self.calm_since, time.monotonic())
+
+    def ev_sensor(self, kind):
+        self.sim.sensor_fault(kind)
+        self.hidden_push |= "half_open" in self.faults
+
+    def ev_wait(self, seconds):
+        self.k.run(seconds)
+
+    # The oracle
+    def _end_latch(self):
+        now = time.monotonic()
+        for latch in self.latches:
+            if latch.end is None:
+                latch.end = now
+
+    def _open_latch(self):
+        for latch in self.latches:
+            if latch.end is None:
+                return latch
+        return None
+
+    def _observe_klipper(self):
+        if self.k.is_shutdown() and not self.shutdown_seen:
+            self.shutdown_seen = True
+            self.intent = None
+            self._end_latch()
+            self.latches.append(Latch(time.monotonic(),
+                                      self.k.shutdown_message))
+            return True
+        return False
+
+    def _link_expected(self):
+        return (not self.faults and self.sim.state()["online"]
+                and not self.k.stopped)
+
+    def settle(self, started):
+        self._observe_klipper()
+        self._check_frames()
+        self._check_stall()
+        if not self._link_expected():
+            return
+        deadline = max(self.calm_since, started) + self.bound
+        problem = [None]
+
+        def converged():
+            if self._observe_klipper():
+                nonlocal deadline
+                deadline = max(deadline, time.monotonic() + self.bound)
+            problem[0] = self._rule_problem(self.sim.state())
+            return problem[0] is None
+        while not converged():
+            left = deadline - time.monotonic()
+            if left <= 0.:
+                self._fail(problem[0] + " (not converged %.1f s after the"
+                           " link was back)" % (self.bound,))
+            try:
+                self.k.run_until(converged, timeout=left)
+            except HarnessTimeout:
+                pass
+        self._check_frames()
+        self._check_stall()
+
+    def _rule_problem(self, s):
+        if not s["online"]:
+            return None
+        on, mode = s["work_on"], s["work_mode"]
+        if not on or mode == ALWAYS_ON:
+            self.user_session = False
+        latch = self._open_latch()
+        if latch is not None:
+            if on:
+                return ("rule 3: Klipper shut down (%s) but the device is on"
+                        " in mode %d" % (latch.why, mode))
+            if latch.off_seen is None:
+                latch.off_seen = time.monotonic()
+            return None
+        target = self.k.heater("chamber").target_temp
+        if on and mode == ALWAYS_ON and not target > 0.:
+            return ("rule 1: the device is on in always-on mode with"
+                    " Klipper's target %s" % (target,))
+        if s["heat_request"] and mode != ALWAYS_ON and not self.user_session:
+            return ("rule 1: the device heats in mode %d, a session the"
+                    " user did not start" % (mode,))
+        if self.intent is not None and not (
+                on and mode == ALWAYS_ON and s["set_temp"] == self.intent):
+            return ("rule 2: Klipper's target (set_temp %d) is not at the"
+                    " device (work_on %s, mode %d, set_temp %d)"
+                    % (self.intent, on, mode, s["set_temp"]))
+        return None
+
+    def _check_frames(self):
+        frames = self.sim.frames
+        for frame in frames[self.frames_seen:]:
+            problem = self._frame_problem(frame)
+            if problem is not None:
+                self._fail("rule 4: %s: %r" % (problem, frame.text[:200]))
+            settings = frame.data["settings"]
+            if settings.get("work_on") is True:
+                for latch in self.latches:
+                    if latch.covers(frame.time):
+                        self._fail("rule 3: work_on true sent after the"
+                                   " shutdown (%s) turned the device off"
+                                   % (latch.why,))
+        self.frames_seen = len(frames)
+
+    @staticmethod
+    def _frame_problem(frame):
+        data = frame.data
+        if not isinstance(data, dict):
+            return "a frame that is not a JSON object"
+        if set(data) != {"settings"} or not isinstance(
+                data["settings"], dict):
+            return "a frame with roots other than settings"
+        for key, value in data["settings"].items():
+            if key == "work_on":
+                if type(value) is not bool:
+                    return "work_on that is not a JSON bool"
+            elif key in ACCEPTED:
+                low, high = ACCEPTED[key]
+                if (type(value) not in (int, float) or value != int(value)
+                        or not low <= value <= high):
+                    return "%s outside %d..%d" % (key, low, high)
+            else:
+                return "a write of %s" % (key,)
+        return None
+
+    def _check_stall(self):
+        stall = self.k.stall
+        if stall.max >= STALL_LIMIT:
+            self._fail("rule 5: %s held the reactor %.1f ms"
+                       % (stall.worst, stall.max * 1000.))
+        startup = getattr(stall, "startup_max", 0.)
+        if startup >= STARTUP_STALL_LIMIT:
+            self._fail("rule 5: %s held Klipper's startup %.1f ms"
+                       % (stall.startup_worst, startup * 1000.))
+
+    def _fail(self, message):
+        raise SafetyViolation("%s\n\nevents:\n%s" % (
+            message, format_script(self.script)))
