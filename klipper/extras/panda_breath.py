@@ -17,6 +17,7 @@ except ImportError:
     websocket = None
 
 REPORT_TIME = 0.5       # the device pushes a reading about every 500 ms
+SILENCE = 3 * REPORT_TIME
 TARGET_WATCH_TIME = 0.010
 DEVICE_MAX_TEMP = 60
 MAX_FRAME = 64 * 1024
@@ -264,7 +265,7 @@ class DeviceLink:
         opts = self.options
         sock = ws.sock
         established = False
-        start = last_rx = last_ping = time.monotonic()
+        start = last_rx = last_ping = last_text = time.monotonic()
         while True:
             if self.closing:
                 return established
@@ -299,6 +300,12 @@ class DeviceLink:
                 continue
             if opcode != websocket.ABNF.OPCODE_TEXT:
                 continue
+            if established and last_rx - last_text > SILENCE:
+                # Pushes were lost (a panel press among them?) and the
+                # device echoes nothing: re-read its state.
+                raise LinkDown("device silent for %.1f s"
+                               % (last_rx - last_text,))
+            last_text = last_rx
             if self._receive(frame.data, last_rx, established):
                 established = True
     def _frame_too_large(self, ws):
