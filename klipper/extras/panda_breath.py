@@ -448,6 +448,11 @@ class PandaBreath:
         self.stale_grace = config.getfloat('stale_grace', 30., minval=0.,
                                            maxval=300.)
         self.url = "ws://%s:%d/ws" % (self.host, self.port)
+        # A shutdown's off the device has not confirmed yet.  Klipper
+        # keeps start_args across RESTART, so the duty outlives this
+        # object (a RESTART may come before the link is back).
+        self.unconfirmed_off = printer.get_start_args().setdefault(
+            'panda_breath_unconfirmed_off', set())
         # Klipper side
         self.mcu = None
         self.sensor = None
@@ -517,6 +522,7 @@ class PandaBreath:
         self.link.start()
     def _handle_shutdown(self):
         self.shutdown = True
+        self.unconfirmed_off.add(self.url)
         if self.connected:
             self._send(off_frames())
             self.owned = False
@@ -553,6 +559,8 @@ class PandaBreath:
     def _link_up(self, eventtime, settings):
         self.connected = True
         self.device = dict(settings)
+        if not self.device.get('work_on'):
+            self.unconfirmed_off.discard(self.url)
         logging.info("panda_breath: connected to %s (firmware %s)",
                      self.url, settings.get('fw_version', '?'))
         self._reconcile()
@@ -566,6 +574,10 @@ class PandaBreath:
         self._note_error('link', reason)
     def _update(self, eventtime, settings):
         self.device.update(settings)
+        if 'work_on' in settings and not (self.shutdown
+                                          and settings['work_on']):
+            # Seen off, or switched on at the device since Klipper is back
+            self.unconfirmed_off.discard(self.url)
         if self.connected and is_state_update(settings):
             self._device_changed()
         self._observe(eventtime, settings)
@@ -635,8 +647,9 @@ class PandaBreath:
         wanted = self._wanted()
         if wanted > 0.:
             self._heat(wanted)
-        elif self.shutdown and self.device.get('work_on'):
-            self._turn_off("Klipper is shut down")
+        elif self.device.get('work_on') and (
+                self.shutdown or self.url in self.unconfirmed_off):
+            self._turn_off("Klipper shut down")
         elif self._klipper_mode_on():
             self._turn_off("found heating in always-on mode with no target")
         elif self._user_session():
@@ -663,6 +676,7 @@ class PandaBreath:
                           " accepts whole degrees 0-%d)"
                           % (wanted, set_temp, DEVICE_MAX_TEMP))
         self._send(heat_frames(set_temp, self.device.get('fw_version')))
+        self.unconfirmed_off.discard(self.url)
         self.device.update(work_on=True, work_mode=MODE_ALWAYS_ON,
                            set_temp=set_temp)
         self.owned = True

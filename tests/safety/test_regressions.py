@@ -14,3 +14,18 @@ def test_panel_switch_on_during_silent_link_is_undone_after_it():
         ("press", "always_on"),
         ("fault", "half_open", False),
     ])
+
+
+def test_shutdown_while_link_down_still_turns_device_off_after_restart():
+    """M112 with the link down, then RESTART before it is back: the new
+    printer must still deliver the shutdown's off, even to a drying
+    session."""
+    replay([
+        ("initial", "drying"),
+        ("fault", "refuse", True),
+        ("bad_frame", "oversized"),
+        ("wait", 0.3),
+        ("emergency_stop",),
+        ("restart",),
+        ("fault", "refuse", False),
+    ])
