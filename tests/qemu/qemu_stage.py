@@ -41,7 +41,7 @@ GUEST = HERE / "guest"
 # What the guest is made of; their dependencies are resolved at run time.
 # Jinja2 because Klipper on the printer has it (its G-code macros need it).
 GUEST_PACKAGES = ["busybox-static", "python3.11-minimal",
-                  "libpython3.11-stdlib", "media-types", "python3-jinja2"]
+                  "libpython3.11-stdlib", "python3-jinja2"]
 KERNEL_META = "linux-image-arm64"
 # Dependencies the guest does not need: package-manager and configuration
 # machinery that only matters to a dpkg-managed system.
@@ -56,10 +56,6 @@ PRUNE = ["usr/share/doc", "usr/share/man", "usr/share/info",
          "usr/lib/python3.11/ensurepip", "usr/lib/python3.11/idlelib",
          "usr/lib/python3.11/lib2to3/tests", "usr/lib/python3.11/test",
          "usr/lib/python3.11/turtledemo", "usr/lib/python3.11/pydoc_data"]
-# Bump when the base image layout changes, to invalidate cached images.
-LAYOUT_VERSION = "3"
-
-MARKER = "PB-QEMU-RESULT"
 MARKER_RE = re.compile(r"PB-QEMU-RESULT ([0-9a-f]{32}) rc=([0-9]{1,3})")
 PAYLOAD_START = "PB-QEMU-PAYLOAD-START"
 
@@ -358,8 +354,9 @@ def kernel_image(manifest):
 
 
 def base_key(manifest):
+    """The base image's cache key: the package versions, the guest's own
+    files and this builder."""
     h = hashlib.sha256()
-    h.update(LAYOUT_VERSION.encode())
     h.update(json.dumps(manifest["packages"], sort_keys=True).encode())
     for path in sorted([GUEST / "init", *(GUEST / "rootfs").rglob("*")]):
         if path.is_file():
