@@ -495,9 +495,12 @@ def boot(kernel, initrd, log_path, timeout, nonce=None, echo=False,
     deadline = start + timeout
     timed_out = False
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT)
+        except OSError as e:
+            raise StageError(f"cannot start {cmd[0]}: {e.strerror}") from e
         buf, shown = b"", False
         try:
             while True:

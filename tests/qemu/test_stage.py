@@ -8,7 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from qemu_stage import ROOT, parse_result, result_tag
+import qemu_stage
+from qemu_stage import ROOT, StageError, parse_result, result_tag
 
 RUN_SH = ROOT / "tests" / "qemu" / "run.sh"
 
@@ -64,6 +65,21 @@ def test_tag_never_appears_in_the_nonce():
     for _ in range(50):
         nonce = secrets.token_hex(16)
         assert result_tag(nonce) not in nonce
+
+
+# --- the shipped scenario's inputs --------------------------------------------
+
+def test_scenario_without_packages_names_what_is_missing(tmp_path,
+                                                         monkeypatch):
+    monkeypatch.setattr(qemu_stage, "ROOT", tmp_path)
+    (tmp_path / "dist").mkdir()
+    (tmp_path / "dist" / "python3-websocket_1.9.2-1_aarch64-3.10.ipk"
+     ).write_bytes(b"")
+    with pytest.raises(StageError) as e:
+        qemu_stage.scenario_payload(tmp_path / "payload")
+    assert "panda-breath_*.ipk" in str(e.value)
+    assert "panda-breath-overlay-*.tar.gz" in str(e.value)
+    assert "python3-websocket" not in str(e.value)
 
 
 # --- the stage with tiny payloads ---------------------------------------------
