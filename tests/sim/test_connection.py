@@ -5,21 +5,7 @@ import time
 
 import pytest
 import websocket
-from wire import deliver, is_temperature
-
-
-def closed(client, timeout=2.0):
-    """True once the connection ends (frames before that are skipped)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            client.ws.settimeout(deadline - time.monotonic())
-            client.ws.recv()
-        except websocket.WebSocketTimeoutException:
-            return False
-        except (websocket.WebSocketConnectionClosedException, OSError):
-            return True
-    return False
+from wire import closed, deliver, is_temperature
 
 
 def refused(sim):

@@ -3,6 +3,8 @@
 import pytest
 from wire import deliver
 
+from simulator import Simulator
+
 
 @pytest.mark.parametrize("firmware", ["1.0.1", "1.0.2"])
 def test_old_firmware_has_no_printer_type(make_sim, connect, firmware):
@@ -93,6 +95,5 @@ def test_mqtt_aliases_flag_does_nothing_on_v103(make_sim, connect):
 
 
 def test_unknown_firmware_is_rejected():
-    from simulator import Simulator
     with pytest.raises(ValueError, match="unknown firmware"):
         Simulator(firmware="2.0")

@@ -1,6 +1,7 @@
 """Heating, drying and sensor faults, driven and watched over the wire."""
 
-from wire import deliver, is_temperature
+import pytest
+from wire import closed, deliver, is_temperature
 
 ALWAYS_ON = {"settings": {"work_on": True, "work_mode": 2, "set_temp": 55}}
 
@@ -122,7 +123,6 @@ def test_power_cycle_with_work_on_false_stays_off(make_sim, connect):
 def test_power_cycle_drops_connections(sim, connect):
     client = connect(sim)
     sim.power_cycle(off_for=0.2)
-    from test_connection import closed
     assert closed(client)
 
 
@@ -247,13 +247,11 @@ def test_panel_press_pushes_full_settings_to_all(sim, connect):
 
 
 def test_panel_press_rejects_unknown_settings(sim):
-    import pytest
     with pytest.raises(ValueError):
         sim.press(warp_drive=1)
 
 
 def test_panel_cannot_be_pressed_while_rebooting(make_sim):
-    import pytest
     sim = make_sim(reboot_delay=1)
     sim.reboot()
     with pytest.raises(ValueError, match="rebooting"):
