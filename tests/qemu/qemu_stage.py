@@ -482,7 +482,7 @@ def boot(kernel, initrd, log_path, timeout, nonce=None, echo=False,
          memory=1024):
     """Boot the guest, keep its console in log_path and return a Boot."""
     nonce = nonce or secrets.token_hex(16)
-    cmdline = (f"console=ttyAMA0 panic=-1 quiet loglevel=3 "
+    cmdline = (f"console=ttyAMA0 panic=-1 "
                f"rdinit=/init pb.nonce={nonce}")
     cmd = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a53",
            "-smp", "2", "-m", str(memory), "-accel", "tcg",

@@ -137,6 +137,8 @@ def test_failing_payload_fails_the_stage(guest_image, tmp_path):
         """)
     assert proc.returncode != 0
     assert "the guest payload failed (exit 3)" in proc.stderr
+    # the kernel's own echo of the command line, nonce included, is there
+    assert "] Kernel command line: " in console and "pb.nonce=" in console
     # the reason and the tail of the console log are shown
     assert "the check failed" in proc.stderr
     assert "the check failed" in console
