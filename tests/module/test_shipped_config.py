@@ -3,6 +3,7 @@ import pathlib
 
 from chamber import STALL_LIMIT
 from harness import Klippy
+
 from simulator import Simulator
 
 SHIPPED = (pathlib.Path(__file__).resolve().parents[2]
