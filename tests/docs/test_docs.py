@@ -1,0 +1,339 @@
+"""The documentation stays true: its config snippets load in the Klipper
+harness, its shell commands exist, its links and anchors resolve, and the
+README names exactly the two developer commands."""
+import contextlib
+import importlib.machinery
+import importlib.util
+import io
+import pathlib
+import re
+import shlex
+import socket
+import textwrap
+
+import pytest
+from harness import ConfigError, Klippy
+from harness.configfile import parse_config_text
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
+SHIPPED = ROOT / "klipper" / "config" / "panda_breath.cfg"
+CLI = ROOT / "package" / "panda-breath" / "panda-breath"
+SETUP_COMMANDS = ["./build.sh", "./build.sh test"]
+EXPECT_ERROR = re.compile(r'<!--\s*docs-test:\s*error\s+"([^"]+)"\s*-->')
+
+
+# --- reading Markdown -------------------------------------------------------
+
+class Block:
+    def __init__(self, path, line, lang, text, expect_error):
+        self.path, self.line, self.lang = path, line, lang
+        self.text, self.expect_error = text, expect_error
+
+    def __repr__(self):
+        return "%s:%d" % (self.path.relative_to(ROOT), self.line)
+
+
+def fenced_blocks(path):
+    """Every ``` block of a Markdown file, with the docs-test marker in
+    the HTML comment right above it, if any."""
+    blocks, lines = [], path.read_text().split("\n")
+    i = 0
+    while i < len(lines):
+        m = re.match(r"\s*```(\S*)", lines[i])
+        if not m:
+            i += 1
+            continue
+        start, lang = i, m.group(1)
+        end = i + 1
+        while end < len(lines) and not re.match(r"\s*```\s*$", lines[end]):
+            end += 1
+        marker = EXPECT_ERROR.search(lines[start - 1]) if start else None
+        text = textwrap.dedent("\n".join(lines[start + 1:end]))
+        blocks.append(Block(path, start + 1, lang, text + "\n",
+                            marker.group(1) if marker else None))
+        i = end + 1
+    return blocks
+
+
+def prose(text):
+    """The text outside fenced blocks and inline code."""
+    text = re.sub(r"^\s*```.*?^\s*```\s*$", "", text, flags=re.M | re.S)
+    return re.sub(r"`[^`\n]*`", "", text)
+
+
+def all_blocks(lang):
+    return [b for path in DOCS for b in fenced_blocks(path)
+            if b.lang == lang]
+
+
+# --- config snippets --------------------------------------------------------
+
+def closed_port():
+    """A loopback port nobody listens on: the link is refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def expand_includes(text):
+    def include(m):
+        name = m.group(1).strip()
+        assert name == SHIPPED.name, "include of unknown file %s" % (name,)
+        return SHIPPED.read_text()
+    return re.sub(r"^\[include ([^\]]+)\]\s*$", include, text, flags=re.M)
+
+
+def render(fileconfig):
+    out = io.StringIO()
+    fileconfig.write(out)
+    return out.getvalue()
+
+
+def snippet_config(block, port):
+    """The snippet as a printer.cfg on loopback.  A snippet that shows
+    only some sections is laid over the shipped config, as a user would
+    edit it; a snippet expected to fail is loaded on its own."""
+    snippet = parse_config_text(expand_includes(block.text))
+    if block.expect_error:
+        config = snippet
+    else:
+        config = parse_config_text(SHIPPED.read_text())
+        for section in snippet.sections():
+            if not config.has_section(section):
+                config.add_section(section)
+            for option, value in snippet.items(section):
+                config.set(section, option, value)
+    if config.has_section("panda_breath"):
+        config.set("panda_breath", "host", "127.0.0.1")
+        config.set("panda_breath", "port", str(port))
+    return render(config)
+
+
+def load(config_text):
+    k = Klippy(config_text)
+    k.start()
+    k.stop()
+
+
+@pytest.mark.parametrize("block", all_blocks("ini"), ids=repr)
+def test_config_snippet_loads_in_klipper(block):
+    config = snippet_config(block, closed_port())
+    if block.expect_error:
+        with pytest.raises(ConfigError, match=re.escape(block.expect_error)):
+            load(config)
+    else:
+        load(config)
+
+
+def test_docs_have_config_snippets():
+    assert len(all_blocks("ini")) >= 5
+
+
+def test_snippet_check_rejects_a_bad_option():
+    bad = Block(ROOT / "README.md", 1, "ini",
+                "[panda_breath]\nhost: 192.168.1.50\nreconect_delay: 1\n",
+                None)
+    with pytest.raises(ConfigError, match="reconect_delay"):
+        load(snippet_config(bad, closed_port()))
+
+
+# --- shell commands ---------------------------------------------------------
+
+def build_sh_commands():
+    text = (ROOT / "build.sh").read_text()
+    case = text[text.index('case "${1:-build}" in'):]
+    return {name for pattern in re.findall(r"^\s+([\w|-]+)\)", case, re.M)
+            for name in pattern.split("|")}
+
+
+@pytest.fixture(scope="module")
+def cli_parser():
+    loader = importlib.machinery.SourceFileLoader("panda_breath_cli",
+                                                  str(CLI))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    cli = importlib.util.module_from_spec(spec)
+    loader.exec_module(cli)
+    return cli.build_parser()
+
+
+def package_names():
+    names = set()
+    for control in (ROOT / "package").glob("*/control"):
+        m = re.search(r"^Package:\s*(\S+)", control.read_text(), re.M)
+        names.add(m.group(1))
+    return names
+
+
+def pinned_websocket_client():
+    text = (ROOT / "requirements-dev.txt").read_text()
+    return re.search(r"^websocket-client==(\S+)", text, re.M).group(1)
+
+
+def shell_commands(block):
+    """Each simple command of a sh block as a token list: continuation
+    lines joined, comments dropped, split at && || ; and |."""
+    text = block.text.replace("\\\n", " ")
+    for line in text.split("\n"):
+        line = re.sub(r"<([^>]+)>", r"\1", line)   # <printer-ip> etc.
+        tokens = shlex.split(line, comments=True)
+        command = []
+        for token in tokens + [";"]:
+            if token in ("&&", "||", ";", "|"):
+                if command:
+                    yield command
+                command = []
+            else:
+                command.append(token)
+
+
+def repo_path(token):
+    """A path into a checkout of this repository, as the docs write it."""
+    for prefix in ("~/panda-breath/", "panda-breath/"):
+        if token.startswith(prefix):
+            return token[len(prefix):]
+    return None
+
+
+def command_problems(command, parser, subcommands):
+    """What is wrong with one documented command ([] when it is real)."""
+    problems = []
+    for token in command:
+        rel = repo_path(token)
+        if rel is not None and not (ROOT / rel).exists():
+            problems.append("no file %s in the repository" % (rel,))
+        m = re.match(r"websocket-client==(\S+)$", token)
+        if m and m.group(1) != pinned_websocket_client():
+            problems.append("websocket-client %s is not the pinned %s"
+                            % (m.group(1), pinned_websocket_client()))
+    head = command[0]
+    if head == "./build.sh":
+        sub = command[1] if len(command) > 1 else "build"
+        if sub not in subcommands:
+            problems.append("./build.sh has no command '%s'" % (sub,))
+    # the command itself, or its file run by a Python
+    cli_at = [i for i, t in enumerate(command[:2])
+              if t == "panda-breath" or t.endswith("/panda-breath")]
+    if cli_at and (cli_at[0] == 0 or "python" in head):
+        args = command[cli_at[0] + 1:]
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            try:
+                parser.parse_args(args)
+            except SystemExit:
+                problems.append("panda-breath %s: %s" % (
+                    " ".join(args), err.getvalue().strip().split("\n")[-1]))
+    if head == "opkg" and len(command) > 2 and command[1] == "install":
+        for name in command[2:]:
+            if not name.startswith(("-", ".", "/")) and \
+                    name not in package_names():
+                problems.append("no package named %s" % (name,))
+    if "pytest" in command:
+        for token in command:
+            if token.startswith("tests/") and not (ROOT / token).exists():
+                problems.append("no test layer %s" % (token,))
+    return problems
+
+
+@pytest.mark.parametrize("block", all_blocks("sh"), ids=repr)
+def test_shell_commands_exist(block, cli_parser):
+    problems = []
+    for command in shell_commands(block):
+        problems += command_problems(command, cli_parser,
+                                     build_sh_commands())
+    assert problems == []
+
+
+def test_command_check_rejects_made_up_commands(cli_parser):
+    subcommands = build_sh_commands()
+    assert command_problems(["./build.sh", "deploy"], cli_parser,
+                            subcommands)
+    assert command_problems(["panda-breath", "setup", "--ip", "1.2.3.4"],
+                            cli_parser, subcommands)
+    assert command_problems(["opkg", "install", "panda-breathe"],
+                            cli_parser, subcommands)
+    assert not command_problems(
+        ["panda-breath", "setup", "--host", "192.168.1.50"], cli_parser,
+        subcommands)
+
+
+def test_readme_names_exactly_two_setup_commands():
+    readme = ROOT / "README.md"
+    found = []
+    for block in fenced_blocks(readme):
+        if block.lang != "sh":
+            continue
+        for command in shell_commands(block):
+            if command[0] == "./build.sh":
+                line = " ".join(command)
+                if line not in found:
+                    found.append(line)
+    assert found == SETUP_COMMANDS
+    developers = readme.read_text().split("## For developers")[1]
+    block = re.search(r"```sh\n(.*?)```", developers, re.S).group(1)
+    lines = [line.split("#")[0].strip() for line in block.split("\n")]
+    assert [line for line in lines if line] == SETUP_COMMANDS
+
+
+# --- links ------------------------------------------------------------------
+
+def slug(heading):
+    """GitHub's anchor for a heading."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)
+    text = text.replace("`", "").replace("*", "").strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def anchors(path):
+    seen, result = {}, set()
+    for line in prose(path.read_text()).split("\n"):
+        m = re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if not m:
+            continue
+        base = slug(m.group(1))
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        result.add(base if n == 0 else "%s-%d" % (base, n))
+    return result
+
+
+def links(path):
+    for m in re.finditer(r"\]\(([^)\s]+)\)", prose(path.read_text())):
+        yield m.group(1)
+
+
+def broken_links(path):
+    broken = []
+    for target in links(path):
+        if re.match(r"[a-z]+:", target):
+            continue
+        file_part, _, anchor = target.partition("#")
+        dest = (path.parent / file_part).resolve() if file_part else path
+        if not dest.exists():
+            broken.append(target)
+        elif anchor and (dest.suffix != ".md" or anchor not in anchors(dest)):
+            broken.append(target)
+    return broken
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_internal_links_resolve(path):
+    assert broken_links(path) == []
+
+
+def test_link_check_finds_a_broken_file_and_anchor(tmp_path):
+    (tmp_path / "other.md").write_text("# Other\n\n## Real part\n")
+    page = tmp_path / "page.md"
+    page.write_text("# Page\n\n[ok](other.md#real-part) [ok](#page)\n"
+                    "[gone](missing.md) [bad](other.md#no-such-part)\n"
+                    "`[code](missing.md)` [web](https://example.org)\n")
+    assert broken_links(page) == ["missing.md", "other.md#no-such-part"]
+
+
+def test_slugs_match_github():
+    assert slug("1. Snapmaker U1: Extended Firmware build") == \
+        "1-snapmaker-u1-extended-firmware-build"
+    assert slug("[panda_breath] options") == "panda_breath-options"
+    assert slug("The device heats although Klipper's target is 0") == \
+        "the-device-heats-although-klippers-target-is-0"
+    assert slug("The `panda-breath` command") == "the-panda-breath-command"
