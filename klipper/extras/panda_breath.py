@@ -66,7 +66,10 @@ def decode_frame(text):
 def _number(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    if not math.isfinite(value):
+    try:
+        if not math.isfinite(value):
+            return None
+    except OverflowError:       # an integer beyond any float
         return None
     return value
 
