@@ -8,7 +8,7 @@
 # Set-up (virtual environment, pinned dependencies, Debian packages) is done
 # here on first use, so a fresh Debian 12 machine needs nothing else.
 set -euo pipefail
-cd "$(dirname "$0")"
+cd "$(dirname "${BASH_SOURCE[0]}")"
 ROOT=$(pwd)
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
@@ -31,7 +31,17 @@ need_apt() {
         sudo="sudo -n"
     fi
     say "installing Debian packages: ${missing[*]}"
-    $sudo apt-get update -qq
+    # Try the lists the host already has; refresh only if that fails, and
+    # then only the host's Debian archives, never third-party sources.
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null 2>&1 && return 0
+    local tmp
+    tmp=$(mktemp -d)
+    mkdir "$tmp/parts"
+    python3 tests/qemu/qemu_stage.py --debian-sources >"$tmp/sources.list"
+    $sudo apt-get update -qq -o Dir::Etc::SourceList="$tmp/sources.list" \
+        -o Dir::Etc::SourceParts="$tmp/parts" -o APT::Get::List-Cleanup=false
+    rm -rf "$tmp"
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
         --no-install-recommends "${missing[@]}" >/dev/null
 }
@@ -68,8 +78,7 @@ cmd_test() {
     "$PY" -m pytest "$@" || rc=$?
     [ "$rc" -eq 5 ] && die "pytest collected no tests"
     [ "$rc" -eq 0 ] || exit "$rc"
-    [ -f tests/qemu/run.sh ] && exec_qemu_stage
-    return 0
+    bash tests/qemu/run.sh
 }
 
 cmd_sim() {
@@ -80,11 +89,7 @@ cmd_sim() {
 cmd_qemu() {
     need_venv
     cmd_build >/dev/null
-    exec_qemu_stage
-}
-
-exec_qemu_stage() {
-    bash tests/qemu/run.sh
+    bash tests/qemu/run.sh "$@"
 }
 
 cmd_bench() {
@@ -92,12 +97,19 @@ cmd_bench() {
     exec "$PY" -m tests.bench "$@"
 }
 
-case "${1:-build}" in
-    build) shift || true; cmd_build "$@" ;;
-    test) shift; cmd_test "$@" ;;
-    sim) shift; cmd_sim "$@" ;;
-    qemu) shift; cmd_qemu "$@" ;;
-    bench) shift; cmd_bench "$@" ;;
-    -h|--help|help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *) die "unknown command '$1' (try: ./build.sh help)" ;;
-esac
+main() {
+    case "${1:-build}" in
+        build) shift || true; cmd_build "$@" ;;
+        test) shift; cmd_test "$@" ;;
+        sim) shift; cmd_sim "$@" ;;
+        qemu) shift; cmd_qemu "$@" ;;
+        bench) shift; cmd_bench "$@" ;;
+        -h|--help|help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
+        *) die "unknown command '$1' (try: ./build.sh help)" ;;
+    esac
+}
+
+# Sourced (by tests/qemu/run.sh) for its helpers only.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    main "$@"
+fi
