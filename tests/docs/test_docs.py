@@ -187,6 +187,22 @@ def shell_commands(block):
                 command.append(token)
 
 
+def simulator_parser():
+    from simulator.cli import build_parser
+    return build_parser()
+
+
+def parse_problems(parser, args, name):
+    # argparse exits; the simulator's parser raises its UsageError
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        try:
+            parser.parse_args(args)
+        except (SystemExit, Exception) as e:
+            why = err.getvalue().strip().split("\n")[-1] or str(e)
+            return ["%s %s: %s" % (name, " ".join(args), why)]
+    return []
+
+
 def repo_path(token):
     """A path into a checkout of this repository, as the docs write it."""
     for prefix in ("~/panda-breath/", "panda-breath/"):
@@ -211,17 +227,15 @@ def command_problems(command, parser, subcommands):
         sub = command[1] if len(command) > 1 else "build"
         if sub not in subcommands:
             problems.append("./build.sh has no command '%s'" % (sub,))
+        elif sub == "sim":
+            problems += parse_problems(simulator_parser(), command[2:],
+                                       "./build.sh sim")
     # the command itself, or its file run by a Python
     cli_at = [i for i, t in enumerate(command[:2])
               if t == "panda-breath" or t.endswith("/panda-breath")]
     if cli_at and (cli_at[0] == 0 or "python" in head):
-        args = command[cli_at[0] + 1:]
-        with contextlib.redirect_stderr(io.StringIO()) as err:
-            try:
-                parser.parse_args(args)
-            except SystemExit:
-                problems.append("panda-breath %s: %s" % (
-                    " ".join(args), err.getvalue().strip().split("\n")[-1]))
+        problems += parse_problems(parser, command[cli_at[0] + 1:],
+                                   "panda-breath")
     if head == "opkg" and len(command) > 2 and command[1] == "install":
         for name in command[2:]:
             if not name.startswith(("-", ".", "/")) and \
@@ -250,6 +264,8 @@ def test_command_check_rejects_made_up_commands(cli_parser):
     assert command_problems(["panda-breath", "setup", "--ip", "1.2.3.4"],
                             cli_parser, subcommands)
     assert command_problems(["opkg", "install", "panda-breathe"],
+                            cli_parser, subcommands)
+    assert command_problems(["./build.sh", "sim", "--speeed", "2"],
                             cli_parser, subcommands)
     assert not command_problems(
         ["panda-breath", "setup", "--host", "192.168.1.50"], cli_parser,
