@@ -55,9 +55,9 @@ def factory_settings(profile):
 class PrinterLink:
     """What the device knows of the printer it is bound to.
 
-    The device's own Moonraker/MQTT client belongs here; until it exists
-    a binding stays "connecting" and the link stays down, so auto mode
-    never heats. report() is the seam such a client (or a test) calls.
+    The device's Moonraker client (moonraker.py) calls report() with the
+    link state and the bed target; a Bambu binding has no client here, so
+    it stays "connecting" and auto mode never heats on it.
     """
 
     def __init__(self):

@@ -16,6 +16,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from .moonraker import MoonrakerClient
+
 log = logging.getLogger("simulator")
 # websockets reports handshake failures we cause on purpose
 logging.getLogger("simulator.websockets").setLevel(logging.CRITICAL)
@@ -172,7 +174,8 @@ class DeviceServer:
     async def start(self):
         await self._listen()
         self._tasks = [asyncio.create_task(self._tick()),
-                       asyncio.create_task(self._push())]
+                       asyncio.create_task(self._push()),
+                       asyncio.create_task(MoonrakerClient(self).run())]
         return self
 
     async def stop(self):
