@@ -1,0 +1,143 @@
+"""Figures, their targets, and the report files."""
+import datetime
+import json
+import operator
+import os
+import platform
+import sys
+
+OPS = {"<=": operator.le, "<": operator.lt, "==": operator.eq}
+
+
+def percentile(values, fraction):
+    """Nearest-rank percentile of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * fraction // 1))
+    return ordered[int(rank) - 1]
+
+
+class Figure:
+    """One measured figure: its samples and, optionally, a target.
+
+    The target applies to one statistic of the samples: 'p99', 'max' or
+    'total' (the value measured over the whole run, given as total)."""
+
+    def __init__(self, key, title, unit, samples, stat=None, op=None,
+                 limit=None, total=None, note=""):
+        self.key = key
+        self.title = title
+        self.unit = unit
+        self.samples = list(samples)
+        self.stat, self.op, self.limit = stat, op, limit
+        self.total = total
+        self.note = note
+
+    def stats(self):
+        if not self.samples:
+            return {"p50": None, "p99": None, "max": None}
+        return {"p50": percentile(self.samples, 0.5),
+                "p99": percentile(self.samples, 0.99),
+                "max": max(self.samples)}
+
+    def value(self):
+        if self.stat == "total":
+            return self.total
+        return self.stats().get(self.stat)
+
+    def target_text(self):
+        if self.stat is None:
+            return ""
+        return "%s %s %s" % (self.stat, self.op, fmt(self.limit))
+
+    def met(self):
+        if self.stat is None:
+            return None
+        value = self.value()
+        return value is not None and OPS[self.op](value, self.limit)
+
+    def as_dict(self):
+        return dict(key=self.key, title=self.title, unit=self.unit,
+                    samples=len(self.samples), **self.stats(),
+                    total=self.total, target=self.target_text() or None,
+                    met=self.met(), note=self.note or None)
+
+
+def fmt(value):
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return "%.0f" % value
+    if abs(value) >= 1:
+        return "%.2f" % value
+    return "%.3g" % value
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "load": os.getloadavg()[0]}
+
+
+def table(figures):
+    rows = [("figure", "unit", "p50", "p99", "max", "n", "total",
+             "target", "met")]
+    for f in figures:
+        s = f.stats()
+        met = f.met()
+        rows.append((f.title, f.unit, fmt(s["p50"]), fmt(s["p99"]),
+                     fmt(s["max"]), str(len(f.samples)), fmt(f.total),
+                     f.target_text(),
+                     "" if met is None else ("yes" if met else "MISSED")))
+    return rows
+
+
+def markdown(rows):
+    lines = ["| " + " | ".join(rows[0]) + " |",
+             "|" + "|".join("---" for _ in rows[0]) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines)
+
+
+def text_table(rows):
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths,
+                                                           strict=True))
+                     .rstrip() for r in rows)
+
+
+def write(out_dir, figures, mode, seconds):
+    os.makedirs(out_dir, exist_ok=True)
+    info = machine()
+    date = datetime.datetime.now(datetime.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M UTC")
+    data = {"date": date, "mode": mode, "seconds": round(seconds, 1),
+            "machine": info, "figures": [f.as_dict() for f in figures],
+            "all_met": all(f.met() is not False for f in figures)}
+    with open(os.path.join(out_dir, "report.json"), "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    notes = ["- %s: %s" % (f.title, f.note) for f in figures if f.note]
+    md = ["# Panda Breath module benchmark", "",
+          "%s, %s run in %.0f s on %s (%d cores, %s), Python %s, load %.2f"
+          % (date, mode, seconds, info["cpu"], info["cores"],
+             info["platform"], info["python"], info["load"]), "",
+          markdown(table(figures)), ""]
+    if notes:
+        md += ["Notes:", ""] + notes + [""]
+    with open(os.path.join(out_dir, "report.md"), "w") as f:
+        f.write("\n".join(md))
+    return data

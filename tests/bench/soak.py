@@ -1,0 +1,224 @@
+"""`./build.sh bench --soak MINUTES`: a simulated long print.
+
+Klipper (the harness, with the module) heats, holds and changes the
+chamber target while the simulator, in its own process so this process's
+memory is the module's and the harness's, suffers every fault it has, in
+turn: silent and refused links, failed upgrades, reboots, power cycles,
+bad frames, panel presses, sensor faults and swapped leads; Klipper
+restarts and is emergency-stopped now and then.  At the end: no exception
+escaped into Klipper, the device does what Klipper wants, and memory,
+file descriptors and threads are flat."""
+import random
+import sys
+import time
+import traceback
+
+from chamber import chamber_config, link_threads
+from harness import Klippy
+
+from .procs import SimProcess, footprint
+
+MEMORY_SLACK = 1024  # KiB of RSS the allocator may still settle by
+# (action, console commands before, seconds held, commands after)
+FAULTS = [
+    ("half-open link", ["fault half_open on"], 8., ["fault half_open off"]),
+    ("connection refused", ["fault refuse on", "drop"], 4.,
+     ["fault refuse off"]),
+    ("TCP but no upgrade", ["fault no_upgrade on", "drop"], 7.,
+     ["fault no_upgrade off"]),
+    ("HTTP 500 on upgrade", ["fault http_status 500", "drop"], 3.,
+     ["fault http_status off"]),
+    ("slow handshake", ["fault slow_handshake 2", "drop"], 4.,
+     ["fault slow_handshake 0"]),
+    ("connection dropped", ["drop"], 2., []),
+    ("malformed frame", ["send malformed"], 1., []),
+    ("binary frame", ["send binary"], 1., []),
+    ("oversized frame", ["send oversized"], 2., []),
+    ("fragmented frame", ["send fragmented"], 1., []),
+    ("wrongly typed frames", ["send wrong_types"], 1., []),
+    ("reboot", ["reboot 2"], 5., []),
+    ("power cycle", ["power_cycle 1"], 4., []),
+    ("panel switches to drying", ["press work_mode=3 work_on=true"], 2.,
+     []),
+    ("panel switches off", ["press work_on=false"], 2., []),
+    ("sensor open", ["fault sensor open"], 2., ["fault sensor off"]),
+    ("swapped leads", ["fault swap_leads on"], 3., ["fault swap_leads off"]),
+]
+KLIPPER = ["RESTART", "FIRMWARE_RESTART", "M112"]
+EXPECTED_SHUTDOWNS = ("Panda Breath", "Shutdown due to M112",
+                      "Heater chamber not heating", "MCU")
+
+
+class Soak:
+    def __init__(self, sim, seed=1):
+        self.sim = sim
+        self.rng = random.Random(seed)
+        self.k = Klippy(chamber_config(sim.port, max_temp=70))
+        self.target = 0
+        self.counts = {}
+        self.shutdowns = []
+        self.stall_max, self.stall_worst = 0., None
+
+    def start(self):
+        self.k.start()
+        self.wait_connected()
+
+    def breath(self):
+        return self.k.printer.lookup_object("panda_breath")
+
+    def wait_connected(self, timeout=60):
+        self.k.run_until(lambda: self.breath().connected, timeout=timeout)
+
+    def hold(self, seconds):
+        self.k.run(seconds)
+        self.settle()
+
+    def settle(self):
+        """Keep the harness's own records bounded over a long run."""
+        k = self.k
+        if k.stall.max > self.stall_max:
+            self.stall_max, self.stall_worst = k.stall.max, k.stall.worst
+        k.stall.reset()
+        del k.responses[:]
+        del k.printers[:-1]
+
+    def set_target(self, target):
+        self.target = target
+        self.k.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=%d"
+                     % (target,))
+
+    def recover(self):
+        """After a shutdown: the device must go off; then restart."""
+        message = self.k.shutdown_message
+        self.shutdowns.append(message)
+        if not message.startswith(EXPECTED_SHUTDOWNS):
+            raise AssertionError("unexpected shutdown: %s" % (message,))
+        self.wait_device(lambda s: s["work_on"] == "False")
+        self.k.firmware_restart()
+        self.target = 0
+        self.wait_connected()
+
+    def wait_device(self, predicate, timeout=30.):
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.sim.state()
+            if predicate(state):
+                return state
+            if time.monotonic() > deadline:
+                raise AssertionError("device state not reached: %s"
+                                     % ({k: state.get(k) for k in (
+                                         "work_on", "work_mode",
+                                         "set_temp", "online")},))
+            self.k.run(0.2)
+
+    def step(self, i):
+        rng = self.rng
+        if i % 3 == 0:
+            self.count("target change")
+            self.set_target(rng.choice([0, 35, 40, 45, 50]))
+            self.hold(rng.uniform(2., 6.))
+        elif i % 3 == 1:
+            name, before, seconds, after = FAULTS[(i // 3) % len(FAULTS)]
+            self.count(name)
+            for line in before:
+                self.sim.command(line)
+            self.hold(seconds)
+            for line in after:
+                self.sim.command(line)
+            self.hold(1.)
+        else:
+            self.count("hold")
+            self.hold(rng.uniform(2., 6.))
+            if i % 12 == 11:
+                action = KLIPPER[(i // 12) % len(KLIPPER)]
+                self.count(action)
+                self.k.gcode(action)
+                if action != "M112":
+                    self.target = 0
+                    self.wait_connected()
+        if self.k.is_shutdown():
+            self.recover()
+        elif self.target and not self.breath().owned:
+            # a panel press took the device away: the user sets it again
+            self.wait_connected()
+            self.set_target(self.target)
+
+    def count(self, name):
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def finish(self):
+        """Faults cleared and link back: the device must end as Klipper
+        wants, for a target and for off."""
+        self.hold(2.)
+        self.wait_connected()
+        self.set_target(42)
+        self.wait_device(lambda s: s["work_on"] == "True"
+                         and s["work_mode"] == "2" and s["set_temp"] == "42")
+        self.set_target(0)
+        self.wait_device(lambda s: s["work_on"] == "False")
+        self.hold(1.)
+
+
+def main(minutes, out):
+    print("soak: %g minutes of simulated printing" % (minutes,),
+          file=sys.stderr, flush=True)
+    failures = []
+    sim = SimProcess("--speed", "10", "--reboot-delay", "2")
+    soak = Soak(sim)
+    samples = []
+    started = time.monotonic()
+    deadline = started + minutes * 60.
+    warm = None
+    i = 0
+    try:
+        sim.command("press work_on=false")
+        soak.start()
+        while time.monotonic() < deadline:
+            soak.step(i)
+            i += 1
+            if warm is None and time.monotonic() > started + min(
+                    60., minutes * 12.):
+                warm = footprint()
+            samples.append(footprint())
+        soak.finish()
+    except Exception:
+        failures.append(traceback.format_exc())
+    end = footprint()
+    threads = len(link_threads())
+    try:
+        soak.k.stop()
+    except Exception:
+        failures.append(traceback.format_exc())
+    sim.stop()
+    warm = warm or (samples[0] if samples else end)
+    growth = end[0] - warm[0]
+    if not failures:
+        if growth > MEMORY_SLACK:
+            failures.append("RSS grew %d KiB after warm-up" % (growth,))
+        if end[1] != warm[1]:
+            failures.append("open fds %d after warm-up, %d at the end"
+                            % (warm[1], end[1]))
+        if end[2] != warm[2] or threads != 1:
+            failures.append("threads %d after warm-up, %d at the end (%d"
+                            " link threads)" % (warm[2], end[2], threads))
+        if soak.stall_max >= 0.005:
+            failures.append("reactor stall %.1f ms in %s" % (
+                soak.stall_max * 1000., soak.stall_worst))
+    elapsed = time.monotonic() - started
+    print("soak: %d steps in %.0f s" % (i, elapsed))
+    for name, n in sorted(soak.counts.items()):
+        print("  %-28s %d" % (name, n))
+    print("  shutdowns (expected kinds): %d" % (len(soak.shutdowns),))
+    print("  RSS %d -> %d KiB (growth %+d after warm-up), fds %d -> %d,"
+          " threads %d -> %d" % (warm[0], end[0], growth, warm[1], end[1],
+                                 warm[2], end[2]))
+    print("  longest reactor stall in the module: %.2f ms (%s)"
+          % (soak.stall_max * 1000., soak.stall_worst))
+    if failures:
+        print("soak FAILED:")
+        for failure in failures:
+            print(failure)
+        return 1
+    print("soak passed: no exception escaped, device as Klipper wants,"
+          " memory/fds/threads flat")
+    return 0

@@ -1,0 +1,62 @@
+"""The bench and the soak still run end to end (short runs).
+
+No timing is asserted here: whether a figure meets its target is the
+bench's own verdict (its exit status), checked by `./build.sh bench`."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+FIGURES = {
+    "command_latency", "telemetry_latency", "stall_normal",
+    "stall_unreachable", "stall_dns", "stall_no_upgrade", "stall_half_open",
+    "stall_flood", "lag_flood", "reconnect", "silent_link", "cpu_idle",
+    "cpu_per_1000", "rss_growth", "fd_change", "thread_change"}
+
+
+def bench(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "tests.bench", *args], cwd=ROOT,
+        capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quick_bench_reports_every_figure_with_samples(tmp_path):
+    run = bench("--quick", "--out", str(tmp_path))
+    assert "Traceback" not in run.stderr, run.stderr
+    # 1 is a missed target: a verdict, not a failure of the bench
+    assert run.returncode in (0, 1), run.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    figures = {f["key"]: f for f in report["figures"]}
+    assert set(figures) == FIGURES
+    for key, figure in figures.items():
+        assert figure["samples"] > 0, key
+        assert figure["max"] is not None, key
+    assert report["machine"]["python"] == sys.version.split()[0]
+    assert report["all_met"] == (run.returncode == 0)
+    md = (tmp_path / "report.md").read_text()
+    for figure in figures.values():
+        assert figure["title"] in md
+        assert figure["title"] in run.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_short_soak_prints_its_summary(tmp_path):
+    run = bench("--soak", "0.2", "--out", str(tmp_path), timeout=110)
+    assert "Traceback" not in run.stderr, run.stderr
+    assert run.returncode in (0, 1), run.stderr
+    assert "target change" in run.stdout
+    assert ("soak passed" in run.stdout) == (run.returncode == 0)
+
+
+def test_bad_arguments_get_a_message_not_a_traceback(tmp_path):
+    run = bench("--soak", "-1", "--out", str(tmp_path), timeout=30)
+    assert run.returncode == 2
+    assert "bench: error: --soak" in run.stderr
+    assert "Traceback" not in run.stderr
