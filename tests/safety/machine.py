@@ -26,14 +26,14 @@ COMMON = dict(deadline=None, database=None, stateful_step_count=12,
               suppress_health_check=list(HealthCheck),
               report_multiple_bugs=False)
 # The README's test command: a bounded, repeatable profile.
-settings.register_profile("safety-bounded", max_examples=60,
+settings.register_profile("safety-bounded", max_examples=100,
                           derandomize=True, **COMMON)
 # The long run (./build.sh bench --safety N): fresh random examples.
 settings.register_profile("safety-long", max_examples=10000, **COMMON)
 
 
 class SafetyMachine(RuleBasedStateMachine):
-    examples = 0
+    examples = steps = 0  # counted for the long run's summary
 
     def __init__(self):
         super().__init__()
@@ -111,4 +111,5 @@ class SafetyMachine(RuleBasedStateMachine):
             if self.world.k is not None and not self.world.broken:
                 self.world.finish()
         finally:
+            SafetyMachine.steps += self.world.steps
             self.world.close()

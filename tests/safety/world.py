@@ -92,15 +92,26 @@ class Latch:
     def __init__(self, start, why):
         self.start = start
         self.why = why
-        self.off_seen = None
+        self.off_at = None  # arrival of the first work_on false after it
         self.end = None
 
-    def covers(self, t):
-        return (self.off_seen is not None and t > self.off_seen
-                and (self.end is None or t < self.end))
+    def undone_by(self, frame):
+        """A work_on true arriving after the shutdown's off arrived.
+        (Frames sent before the shutdown may still arrive before the off,
+        e.g. from a silent link; those are no undo.)"""
+        on = frame.data["settings"].get("work_on")
+        if self.end is not None and frame.time >= self.end:
+            return False
+        if on is False and frame.time > self.start and self.off_at is None:
+            self.off_at = frame.time
+        return on is True and self.off_at is not None
 
 
 class World:
+    # Called with every violation's text as it happens (the long run logs
+    # them: a failure that does not recur while shrinking is still seen).
+    report = None
+
     def __init__(self, firmware="1.0.3"):
         self.firmware = firmware
         self.script = []
@@ -340,8 +351,6 @@ class World:
             if on:
                 return ("rule 3: Klipper shut down (%s) but the device is on"
                         " in mode %d" % (latch.why, mode))
-            if latch.off_seen is None:
-                latch.off_seen = time.monotonic()
             return None
         target = self.k.heater("chamber").target_temp
         if on and mode == ALWAYS_ON and not target > 0.:
@@ -363,13 +372,11 @@ class World:
             problem = self._frame_problem(frame)
             if problem is not None:
                 self._fail("rule 4: %s: %r" % (problem, frame.text[:200]))
-            settings = frame.data["settings"]
-            if settings.get("work_on") is True:
-                for latch in self.latches:
-                    if latch.covers(frame.time):
-                        self._fail("rule 3: work_on true sent after the"
-                                   " shutdown (%s) turned the device off"
-                                   % (latch.why,))
+            for latch in self.latches:
+                if latch.undone_by(frame):
+                    self._fail("rule 3: work_on true sent after the"
+                               " shutdown (%s) turned the device off"
+                               % (latch.why,))
         self.frames_seen = len(frames)
 
     @staticmethod
@@ -404,5 +411,7 @@ class World:
                        % (stall.startup_worst, startup * 1000.))
 
     def _fail(self, message):
-        raise SafetyViolation("%s\n\nevents:\n%s" % (
-            message, format_script(self.script)))
+        text = "%s\n\nevents:\n%s" % (message, format_script(self.script))
+        if World.report is not None:
+            World.report(text)
+        raise SafetyViolation(text)

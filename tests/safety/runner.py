@@ -1,0 +1,136 @@
+"""The long safety run: ``./build.sh bench --safety N`` calls main(N).
+
+Each example is mostly waiting on loopback sockets and the wall-clock
+reactor, so the N examples are split over a few worker processes (each
+its own simulators and Klipper hosts, with fresh random examples).  A
+failure prints the shrunk event script to replay.  Workers default to 6;
+PANDA_SAFETY_WORKERS overrides it.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+DEFAULT_WORKERS = 6
+
+
+MAX_FAILURES = 5  # per worker; after a failure the search goes on
+
+
+def _describe(e):
+    text = "%s: %s" % (type(e).__name__, e)
+    for sub in getattr(e, "exceptions", ()):  # e.g. a Flaky failure
+        text += "\n  " + _describe(sub).replace("\n", "\n  ")
+    return text
+
+
+def _worker(n_examples, result_path, label):
+    """Run n_examples in this process; write a JSON result."""
+    import logging
+    import threading
+
+    from hypothesis import settings
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from safety.machine import SafetyMachine
+    from safety.world import World
+
+    seen = []
+
+    def report(text):
+        seen.append(text)
+        print("safety: worker %s saw: %s" % (label, text), flush=True)
+    World.report = report
+
+    # The module's warnings about injected faults would drown the summary.
+    logging.getLogger().setLevel(logging.ERROR)
+    started = time.monotonic()
+    failures = []
+    while (SafetyMachine.examples < n_examples
+           and len(failures) < MAX_FAILURES):
+        profile = settings(settings.get_profile("safety-long"),
+                           max_examples=n_examples - SafetyMachine.examples)
+        try:
+            run_state_machine_as_test(SafetyMachine, settings=profile)
+            break
+        except Exception as e:  # the shrunk counterexample
+            failures.append(_describe(e))
+            print("safety: worker %s: %s" % (label, failures[-1]),
+                  flush=True)
+    result = {"worker": label, "examples": SafetyMachine.examples,
+              "steps": SafetyMachine.steps, "failures": failures,
+              "violations_seen": len(seen),
+              "wall": time.monotonic() - started,
+              "threads_left": threading.active_count()}
+    with open(result_path, "w") as f:
+        json.dump(result, f)
+    return 1 if failures else 0
+
+
+def _split(n, parts):
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+
+
+def main(n_examples, workers=None):
+    """Run n_examples of the safety state machine; 0 when none failed."""
+    try:
+        n_examples = int(n_examples)
+    except (TypeError, ValueError):
+        print("safety: the number of examples must be a whole number")
+        return 2
+    if n_examples < 1:
+        print("safety: the number of examples must be at least 1")
+        return 2
+    if workers is None:
+        workers = int(os.environ.get("PANDA_SAFETY_WORKERS",
+                                     DEFAULT_WORKERS))
+    shares = [n for n in _split(n_examples, max(1, workers)) if n]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [ROOT, os.path.join(ROOT, "tests")]))
+    started = time.monotonic()
+    print("safety: %d examples in %d workers" % (n_examples, len(shares)),
+          flush=True)
+    with tempfile.TemporaryDirectory(prefix="safety-") as tmp:
+        procs = []
+        for i, share in enumerate(shares):
+            path = os.path.join(tmp, "w%d.json" % (i,))
+            cmd = [sys.executable, "-m", "safety.runner", "--worker",
+                   str(share), path, str(i)]
+            procs.append((path, subprocess.Popen(cmd, env=env, cwd=ROOT,
+                                                 stdin=subprocess.DEVNULL)))
+        results = []
+        for path, proc in procs:
+            proc.wait()
+            try:
+                with open(path) as f:
+                    results.append(json.load(f))
+            except (OSError, ValueError):
+                results.append({"worker": path, "examples": 0, "steps": 0,
+                                "wall": 0., "threads_left": 0,
+                                "failures": ["worker exited with status %d"
+                                             % (proc.returncode,)]})
+    wall = time.monotonic() - started
+    examples = sum(r["examples"] for r in results)
+    steps = sum(r["steps"] for r in results)
+    failures = [(r["worker"], f) for r in results for f in r["failures"]]
+    seen = sum(r.get("violations_seen", 0) for r in results)
+    for worker, failure in failures:
+        print("\nsafety: worker %s failed:\n%s" % (worker, failure))
+    print("safety: %d examples asked, %d run (%d steps) in %.0f s wall,"
+          " %d workers, %d failures, %d violations seen (shrinking"
+          " included)" % (n_examples, examples, steps, wall, len(shares),
+                          len(failures), seen), flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
+        sys.exit(_worker(int(sys.argv[2]), sys.argv[3], sys.argv[4]))
+    if len(sys.argv) == 2:
+        sys.exit(main(sys.argv[1]))
+    print("usage: python -m tests.safety.runner N_EXAMPLES")
+    sys.exit(2)
