@@ -29,8 +29,6 @@ LOG_REPEAT_TIME = 60.
 ######################################################################
 
 MODE_AUTO, MODE_ALWAYS_ON, MODE_DRYING = 1, 2, 3
-MODE_NAMES = {MODE_AUTO: 'auto', MODE_ALWAYS_ON: 'always-on',
-              MODE_DRYING: 'drying'}
 SENSOR_FAULTS = {1: 'short', 2: 'open'}
 # Keys the device reports in its settings root that the module uses.
 NUMBER_KEYS = (
@@ -137,6 +135,99 @@ def heat_frames(set_temp, fw_version=None):
 
 def off_frames():
     return [setting_frame('work_on', False)]
+
+
+# The device's own modes.  Ranges are what its UI allows: the firmware
+# stores uint8 values and would wrap anything outside them.
+DRY_PRESETS = {'PLA': (1, 55, 12), 'PETG': (2, 60, 12)}
+CUSTOM_DRYING = 3
+DRY_TEMP_RANGE = (40, DEVICE_MAX_TEMP)
+DRY_HOURS_RANGE = (1, 99)
+AUTO_TARGET_RANGE = (0, DEVICE_MAX_TEMP)
+HEAT_AT_RANGE = (40, 120)
+FAN_AT_RANGE = (0, 120)
+KLIPPER_PRINTER = 2
+BINDING_STATES = {
+    0: 'unbound', 1: 'invalid printer info', 2: 'connecting',
+    3: 'connected', 4: 'failed', 5: 'ready', 6: 'shutdown', 7: 'error',
+    8: 'startup', 9: 'unknown'}
+PRINTER_KEYS = ('name', 'host', 'port', 'state')
+
+
+def mode_numbers(fw_version):
+    """(auto, drying) work_mode numbers; V1.0.0 numbered them the other
+    way round."""
+    if fw_version == 'V1.0.0':
+        return MODE_DRYING, MODE_AUTO
+    return MODE_AUTO, MODE_DRYING
+
+
+def mode_name(work_mode, fw_version=None):
+    auto, drying = mode_numbers(fw_version)
+    return {auto: 'auto', MODE_ALWAYS_ON: 'always-on',
+            drying: 'drying'}.get(work_mode, 'unknown')
+
+
+def read_printer(msg):
+    """The Klipper binding fields of a printer root (never Bambu's access
+    code), well-typed only."""
+    raw = msg.get('printer')
+    if not isinstance(raw, dict):
+        return {}
+    printer = {}
+    for key in PRINTER_KEYS:
+        value = raw.get(key)
+        if key in ('name', 'host') and isinstance(value, str):
+            printer[key] = value[:64]
+        elif key in ('port', 'state') and _number(value) is not None:
+            printer[key] = value
+    return printer
+
+
+def _check_range(name, value, limits):
+    if isinstance(value, bool) or not isinstance(value, int) or not (
+            limits[0] <= value <= limits[1]):
+        raise ValueError("%s must be a whole number %d-%d, not %r"
+                         % (name, limits[0], limits[1], value))
+
+
+def dry_frames(temp, hours, preset=None, fw_version=None):
+    """Frames starting a drying cycle: a device preset (1 PLA, 2 PETG)
+    or the custom temp/hours.  isrunning goes last: sent before work_on,
+    the firmware's 200 ms mode rule may see work_on false and reset it."""
+    _check_range('temp', temp, DRY_TEMP_RANGE)
+    _check_range('hours', hours, DRY_HOURS_RANGE)
+    drying = mode_numbers(fw_version)[1]
+    if fw_version == 'V1.0.0':
+        # No filament_drying_mode: it dries at the custom values.
+        frames = [setting_frame('filament_temp', temp),
+                  setting_frame('filament_timer', hours)]
+    elif preset is not None:
+        frames = [setting_frame('filament_drying_mode', preset)]
+    else:
+        frames = [setting_frame('filament_temp', temp),
+                  setting_frame('filament_timer', hours),
+                  setting_frame('filament_drying_mode', CUSTOM_DRYING)]
+    return frames + [setting_frame('work_mode', drying),
+                     setting_frame('work_on', True),
+                     setting_frame('isrunning', 1)]
+
+
+def dry_stop_frames():
+    return [setting_frame('isrunning', 0)] + off_frames()
+
+
+def auto_frames(target, heat_at, fan_at, fw_version=None):
+    """Frames for auto mode: heat toward target while the printer's bed
+    target is >= heat_at, run the fans while it is >= fan_at."""
+    _check_range('target', target, AUTO_TARGET_RANGE)
+    _check_range('heat_at', heat_at, HEAT_AT_RANGE)
+    _check_range('fan_at', fan_at, FAN_AT_RANGE)
+    return [setting_frame('set_temp', target),
+            setting_frame('hotbedtemp', heat_at),
+            setting_frame('filtertemp', fan_at),
+            setting_frame('work_mode', mode_numbers(fw_version)[0]),
+            setting_frame('work_on', True)]
 
 
 ######################################################################
@@ -329,6 +420,9 @@ class DeviceLink:
             self.notify('error', 'frame', str(e))
             return False
         settings, rejected = read_settings(msg)
+        printer = read_printer(msg)
+        if printer:
+            settings['printer'] = printer
         if rejected:
             self.notify('error', 'type', "ignored wrongly typed %s"
                         % (', '.join(sorted(rejected)),))
@@ -456,6 +550,11 @@ class PandaBreath:
         # object (a RESTART may come before the link is back).
         self.unconfirmed_off = printer.get_start_args().setdefault(
             'panda_breath_unconfirmed_off', set())
+        # Devices running a drying/auto session Klipper started: such a
+        # session ends with Klipper, so one found after a RESTART (the
+        # link was down at the time) is turned off.
+        self.klipper_sessions = printer.get_start_args().setdefault(
+            'panda_breath_klipper_sessions', set())
         # Klipper side
         self.mcu = None
         self.sensor = None
@@ -471,6 +570,10 @@ class PandaBreath:
         self.reading = None
         self.reading_time = self.delivered_time = -999.
         self.owned = False
+        self.started = None         # 'drying' or 'auto' this Klipper started
+        self.dry_temp = None
+        self.dry_end = None         # reactor time the drying cycle ends
+        self.binding = {}           # the device's printer root
         self.clamp_warned = None
         self.last_error = None
         self.reconnects = 0
@@ -485,9 +588,11 @@ class PandaBreath:
                                        self._handle_shutdown)
         printer.register_event_handler('klippy:disconnect',
                                        self._handle_disconnect)
-        self.gcode.register_command('PANDA_BREATH_STATUS',
-                                    self.cmd_PANDA_BREATH_STATUS,
-                                    desc=self.cmd_PANDA_BREATH_STATUS_help)
+        for cmd in ('STATUS', 'DRY', 'DRY_STOP', 'AUTO'):
+            name = 'PANDA_BREATH_' + cmd
+            self.gcode.register_command(name, getattr(self, 'cmd_' + name),
+                                        desc=getattr(self,
+                                                     'cmd_%s_help' % name))
     # Klipper objects
     def _make_sensor(self, config):
         if self.sensor is not None:
@@ -526,6 +631,7 @@ class PandaBreath:
     def _handle_shutdown(self):
         self.shutdown = True
         self.unconfirmed_off.add(self.url)
+        self._end_session()
         if self.connected:
             self._send(off_frames())
             self.owned = False
@@ -539,8 +645,10 @@ class PandaBreath:
         if self.link is None:
             return
         frames = ()
-        if self.connected and (self.owned or self._klipper_mode_on()):
+        if self.connected and (self.owned or self._klipper_mode_on()
+                               or self.started):
             frames = off_frames()
+            self._end_session()
         self.link.close(frames)
         self.link = None
         self.connected = False
@@ -561,11 +669,13 @@ class PandaBreath:
             self._note_error(args[0], args[1])
     def _link_up(self, eventtime, settings):
         self.connected = True
+        self.binding = settings.pop('printer', {})
         self.device = dict(settings)
         if not self.device.get('work_on'):
             self.unconfirmed_off.discard(self.url)
         logging.info("panda_breath: connected to %s (firmware %s)",
                      self.url, settings.get('fw_version', '?'))
+        self._track_drying(eventtime, settings)
         self._reconcile()
         self._observe(eventtime, settings)
     def _link_down(self, reason):
@@ -576,12 +686,18 @@ class PandaBreath:
         self.connected = False
         self._note_error('link', reason)
     def _update(self, eventtime, settings):
+        printer = settings.pop('printer', None)
+        if printer:
+            if printer.get('state') == 0:
+                self.binding = {}
+            self.binding.update(printer)
         self.device.update(settings)
         if 'work_on' in settings and not (self.shutdown
                                           and settings['work_on']):
             # Seen off, or switched on at the device since Klipper is back
             self.unconfirmed_off.discard(self.url)
         if self.connected and is_state_update(settings):
+            self._track_drying(eventtime, settings)
             self._device_changed()
         self._observe(eventtime, settings)
     def _observe(self, eventtime, settings):
@@ -656,10 +772,21 @@ class PandaBreath:
         elif self._klipper_mode_on():
             self._turn_off("found heating in always-on mode with no target")
         elif self._user_session():
-            self._respond("Panda Breath: leaving the %s session started on"
-                          " the device running" % (self._mode_name(),))
+            kind = self._mode_name()
+            if self.started is None and self.url in self.klipper_sessions:
+                self._turn_off("Klipper's session outlived it")
+                self._respond("Panda Breath: ending the %s session Klipper"
+                              " started before it restarted" % (kind,))
+            elif self.started is None or self.started != kind:
+                self._device_took_over()
+                self._respond("Panda Breath: leaving the %s session started"
+                              " on the device running" % (kind,))
+        else:
+            self._device_took_over()
     def _device_changed(self):
         # A full settings push: a panel press, end of drying, or auto-off.
+        if self._session_kind() != self.started:
+            self._device_took_over()
         wanted = self._wanted()
         if self.device.get('work_on') and (
                 self.shutdown or (wanted <= 0. and self._klipper_mode_on())):
@@ -672,6 +799,12 @@ class PandaBreath:
                           % (self._mode_name() if self.device.get('work_on')
                              else 'switched off',))
     def _heat(self, wanted):
+        kind = self._session_kind()
+        self._end_session()
+        if kind is not None:
+            self._respond("Panda Breath: chamber target %.0f replaces the %s"
+                          " session; the device is now in always-on mode"
+                          % (wanted, kind))
         set_temp = device_temp(wanted)
         if set_temp != wanted and self.clamp_warned != wanted:
             self.clamp_warned = wanted
@@ -688,6 +821,7 @@ class PandaBreath:
         self._send(off_frames())
         self.device['work_on'] = False
         self.owned = False
+        self._end_session()
     def _send(self, frames):
         if self.link is not None:
             self.link.send(frames)
@@ -695,7 +829,155 @@ class PandaBreath:
         logging.info(msg)
         self.gcode.respond_info(msg)
     def _mode_name(self):
-        return MODE_NAMES.get(self.device.get('work_mode'), 'unknown')
+        return mode_name(self.device.get('work_mode'),
+                         self.device.get('fw_version'))
+    # The device's own modes
+    def _session_kind(self):
+        if not self._user_session():
+            return None
+        kind = self._mode_name()
+        if kind == 'drying' and not self.device.get('isrunning'):
+            return None     # a finished or stopped cycle does not heat
+        return kind
+    def _end_session(self):
+        self.started = None
+        self.dry_end = None
+        self.klipper_sessions.discard(self.url)
+    def _device_took_over(self):
+        if self.started is not None:
+            self._respond("Panda Breath: the %s session Klipper started was"
+                          " changed at the device and is now the device's"
+                          % (self.started,))
+        self._end_session()
+    def _track_drying(self, eventtime, settings):
+        # The device pushes no countdown: keep it from the start and the
+        # timer, corrected by every snapshot and the end-of-cycle push.
+        if 'isrunning' not in settings:
+            return
+        if not self._user_session() or self._mode_name() != 'drying':
+            return      # left drying: _device_changed/_reconcile say so
+        left = settings.get('remaining_seconds')
+        if settings['isrunning']:
+            if left is not None:
+                self.dry_end = eventtime + left
+            return
+        if self.dry_end is None:
+            return
+        self.dry_end = None
+        if left == 0:
+            self._respond("Panda Breath: filament drying finished")
+        else:
+            self._respond("Panda Breath: filament drying stopped early")
+        if self.started == 'drying':
+            self._end_session()
+    def _bound_to_klipper(self):
+        return (self.device.get('printer_type') == KLIPPER_PRINTER
+                and self.binding.get('state', 0) >= 2)
+    def _minutes_left(self, eventtime):
+        if self.dry_end is None:
+            return None
+        return max(0, int(math.ceil((self.dry_end - eventtime) / 60.)))
+    def _start_session(self, kind, frames, work_mode):
+        self._send(frames)
+        self.unconfirmed_off.discard(self.url)
+        self.device.update(work_on=True, work_mode=work_mode)
+        self.owned = False
+        self.started = kind
+        self.klipper_sessions.add(self.url)
+    def _check_ready(self, gcmd):
+        if not self.connected:
+            raise gcmd.error("Panda Breath is not connected (%s); nothing"
+                             " was sent" % (self.last_error or 'connecting',))
+        target = self.heater.get_status(self.reactor.monotonic())['target']
+        if target > 0.:
+            raise gcmd.error(
+                "Panda Breath runs one mode at a time and the chamber heater"
+                " has target %.0f: turn it off first"
+                " (SET_HEATER_TEMPERATURE HEATER=%s TARGET=0)"
+                % (target, self.heater_name))
+    cmd_PANDA_BREATH_DRY_help = (
+        "Dry filament: PRESET=PLA|PETG or TEMP=<40-60> HOURS=<1-99>")
+    def cmd_PANDA_BREATH_DRY(self, gcmd):
+        preset = gcmd.get('PRESET', None)
+        if preset is not None:
+            if gcmd.get('TEMP', None) is not None or gcmd.get(
+                    'HOURS', None) is not None:
+                raise gcmd.error("Use PRESET, or TEMP and HOURS, not both")
+            if preset.upper() not in DRY_PRESETS:
+                raise gcmd.error("PRESET must be %s, not '%s'"
+                                 % (' or '.join(DRY_PRESETS), preset))
+            number, temp, hours = DRY_PRESETS[preset.upper()]
+        elif gcmd.get('TEMP', None) is None:
+            raise gcmd.error("PANDA_BREATH_DRY needs PRESET=PLA|PETG or"
+                             " TEMP=<40-60> HOURS=<1-99>")
+        else:
+            number = None
+            temp = gcmd.get_int('TEMP', minval=DRY_TEMP_RANGE[0],
+                                maxval=DRY_TEMP_RANGE[1])
+            hours = gcmd.get_int('HOURS', minval=DRY_HOURS_RANGE[0],
+                                 maxval=DRY_HOURS_RANGE[1])
+        self._check_ready(gcmd)
+        fw = self.device.get('fw_version')
+        self._start_session('drying', dry_frames(temp, hours, number, fw),
+                            mode_numbers(fw)[1])
+        self.device['isrunning'] = 1
+        self.dry_temp = temp
+        self.dry_end = self.reactor.monotonic() + hours * 3600.
+        gcmd.respond_info("Panda Breath: drying filament at %dC for %d h"
+                          % (temp, hours))
+    cmd_PANDA_BREATH_DRY_STOP_help = "Stop the Panda Breath's filament drying"
+    def cmd_PANDA_BREATH_DRY_STOP(self, gcmd):
+        if not self.connected:
+            raise gcmd.error("Panda Breath is not connected; nothing was"
+                             " sent")
+        if self._session_kind() != 'drying':
+            gcmd.respond_info("Panda Breath: not drying")
+            return
+        self._end_session()
+        self._send(dry_stop_frames())
+        self.device['work_on'] = False
+        gcmd.respond_info("Panda Breath: filament drying stopped")
+    cmd_PANDA_BREATH_AUTO_help = (
+        "Heat and filter while the bed is hot: TARGET=<0-60> HEAT_AT=<bed"
+        " 40-120> FAN_AT=<bed 0-120>, or ENABLE=0")
+    def cmd_PANDA_BREATH_AUTO(self, gcmd):
+        if not gcmd.get_int('ENABLE', 1, minval=0, maxval=1):
+            if not self.connected:
+                raise gcmd.error("Panda Breath is not connected; nothing"
+                                 " was sent")
+            if self._session_kind() != 'auto':
+                gcmd.respond_info("Panda Breath: auto mode is not running")
+                return
+            self._end_session()
+            self._turn_off("auto mode disabled")
+            gcmd.respond_info("Panda Breath: auto mode off")
+            return
+        target = gcmd.get_int('TARGET', minval=AUTO_TARGET_RANGE[0],
+                              maxval=AUTO_TARGET_RANGE[1])
+        heat_at = gcmd.get_int('HEAT_AT', minval=HEAT_AT_RANGE[0],
+                               maxval=HEAT_AT_RANGE[1])
+        fan_at = gcmd.get_int('FAN_AT', minval=FAN_AT_RANGE[0],
+                              maxval=FAN_AT_RANGE[1])
+        self._check_ready(gcmd)
+        if not self._bound_to_klipper():
+            raise gcmd.error(
+                "Panda Breath is not bound to a Klipper printer, so auto"
+                " mode would follow no bed: run 'panda-breath bind' on the"
+                " printer first (needs firmware V1.0.3 or later)")
+        fw = self.device.get('fw_version')
+        self._start_session('auto', auto_frames(target, heat_at, fan_at, fw),
+                            mode_numbers(fw)[0])
+        self.device.update(set_temp=target, hotbedtemp=heat_at,
+                           filtertemp=fan_at)
+        gcmd.respond_info(
+            "Panda Breath: auto mode, chamber %dC while the bed target is"
+            " >= %dC, fans from %dC" % (target, heat_at, fan_at))
+        state = self.binding.get('state')
+        if state != 3:
+            gcmd.respond_info(
+                "Panda Breath: its link to this printer is %s; it heats"
+                " only while that link is up"
+                % (BINDING_STATES.get(state, 'unknown'),))
     # Status
     def get_status(self, eventtime):
         age = None
@@ -713,6 +995,14 @@ class PandaBreath:
             'stale': age is None or age > 2 * REPORT_TIME,
             'last_error': self.last_error,
             'reconnects': self.reconnects,
+            'session': ('klipper' if self.started else 'device'
+                        if self._session_kind() else None),
+            'drying_temp': (self.dry_temp if self.started == 'drying'
+                            else None),
+            'drying_minutes_left': self._minutes_left(eventtime),
+            'binding': (BINDING_STATES.get(self.binding.get('state'))
+                        if self.device.get('printer_type')
+                        == KLIPPER_PRINTER else None),
         }
     cmd_PANDA_BREATH_STATUS_help = "Report the Panda Breath link and state"
     def cmd_PANDA_BREATH_STATUS(self, gcmd):
@@ -730,6 +1020,8 @@ class PandaBreath:
         state = "off"
         if st['work_on']:
             state = "on, %s, set %s" % (st['work_mode'], st['set_temp'])
+        if st['drying_minutes_left'] is not None:
+            state += ", %d min left" % (st['drying_minutes_left'],)
         gcmd.respond_info("Panda Breath %s: %s; device %s; %s;"
                           " Klipper target %.0f; reconnects %d"
                           % (self.host, link, state, reading, st['target'],
