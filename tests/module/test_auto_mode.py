@@ -16,6 +16,8 @@ from chamber import (
     start_chamber,
 )
 from harness import GCodeError, Klippy
+from hypothesis import given
+from hypothesis import strategies as st
 from moonraker_endpoint import MoonrakerEndpoint
 
 from simulator import Simulator
@@ -268,3 +270,30 @@ def test_example_macros_refuse_out_of_range_values():
     finally:
         k.stop()
     assert k.stall.max < STALL_LIMIT
+
+
+@given(target=st.integers(-500, 500), heat_at=st.integers(-500, 500),
+       fan_at=st.integers(-500, 500))
+def test_auto_frames_never_carry_a_value_outside_the_device_ui(
+        pb, target, heat_at, fan_at):
+    inside = (0 <= target <= 60 and 40 <= heat_at <= 120
+              and 0 <= fan_at <= 120)
+    try:
+        frames = pb.auto_frames(target, heat_at, fan_at)
+    except ValueError:
+        assert not inside
+        return
+    assert inside
+    keys = [next(iter(json.loads(f)["settings"])) for f in frames]
+    assert keys == ["set_temp", "hotbedtemp", "filtertemp", "work_mode",
+                    "work_on"]
+
+
+def test_binding_fields_are_read_without_bambu_secrets(pb):
+    printer = pb.read_printer({"printer": {
+        "name": "K", "host": "10.0.0.2", "port": 7125, "state": 3,
+        "access_code": "12345678", "sn": "01S", "list": [], "scan": 0}})
+    assert printer == {"name": "K", "host": "10.0.0.2", "port": 7125,
+                       "state": 3}
+    assert pb.read_printer({"printer": {"state": "3", "port": True}}) == {}
+    assert pb.read_printer({"printer": []}) == {}

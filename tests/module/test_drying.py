@@ -2,9 +2,13 @@
 
 The module in the Klipper harness against the simulator over loopback;
 every test checks what the device really received and does."""
+import json
+
 import pytest
 from chamber import STALL_LIMIT, STARTUP_STALL_LIMIT, start_chamber
 from harness import GCodeError
+from hypothesis import given
+from hypothesis import strategies as st
 
 from simulator import Simulator
 
@@ -290,3 +294,30 @@ def test_device_ui_taking_over_a_klipper_dry_makes_it_the_devices(printer):
     k.run(0.3)
     state = sim.state()
     assert state["work_on"] and state["work_mode"] == 1
+
+
+# The frames themselves (pure functions)
+
+@given(temp=st.integers(-1000, 1000), hours=st.integers(-1000, 1000),
+       preset=st.sampled_from([None, 1, 2]),
+       fw=st.sampled_from(["V1.0.3", "V1.0.4", "V1.0.0"]))
+def test_dry_frames_never_carry_a_value_outside_the_device_ui(
+        pb, temp, hours, preset, fw):
+    inside = 40 <= temp <= 60 and 1 <= hours <= 99
+    try:
+        frames = pb.dry_frames(temp, hours, preset, fw)
+    except ValueError:
+        assert not inside
+        return
+    assert inside
+    sent = dict(next(iter(json.loads(f)["settings"].items()))
+                for f in frames)
+    assert all(0 <= v <= 99 for k, v in sent.items() if k != "work_on")
+    assert sent["work_on"] is True
+    assert sent["work_mode"] == (1 if fw == "V1.0.0" else 3)
+
+
+def test_dry_frames_refuse_floats_and_bools(pb):
+    for temp, hours in ((45.5, 2), (True, 2), (45, 2.0), ("45", 2)):
+        with pytest.raises(ValueError):
+            pb.dry_frames(temp, hours)
