@@ -321,3 +321,23 @@ def test_dry_frames_refuse_floats_and_bools(pb):
     for temp, hours in ((45.5, 2), (True, 2), (45, 2.0), ("45", 2)):
         with pytest.raises(ValueError):
             pb.dry_frames(temp, hours)
+
+
+def test_idle_timeout_leaves_klipper_drying_running():
+    sim = Simulator(push_interval=0.1).start()
+    try:
+        sim.press(work_on=False)
+        k = start_chamber(sim, extra="\n[idle_timeout]\ntimeout: 1\n")
+        try:
+            k.gcode("PANDA_BREATH_DRY PRESET=PLA")
+            wait_device(k, sim, heating)
+            k.run_until(lambda: k.status("idle_timeout")["state"]
+                        == "Idle", timeout=5)
+            k.run(0.3)
+            assert drying(sim.state())
+            assert ("work_on", False) not in writes(sim)
+        finally:
+            k.stop()
+        assert k.stall.max < STALL_LIMIT
+    finally:
+        sim.stop()
