@@ -29,3 +29,16 @@ def test_shutdown_while_link_down_still_turns_device_off_after_restart():
         ("restart",),
         ("fault", "refuse", False),
     ])
+
+
+def test_emergency_stop_during_power_cut_then_firmware_restart_ends_auto():
+    """The state machine's own shrunk counterexample of the same bug (run
+    against the module before the fix): M112 while the device was
+    powered off, FIRMWARE_RESTART, and the auto session lived on."""
+    replay([
+        ("initial", "auto"),
+        ("power_cycle", 0.05),
+        ("emergency_stop",),
+        ("firmware_restart",),
+        ("wait", 0.2),
+    ])
