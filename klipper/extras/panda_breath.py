@@ -264,6 +264,7 @@ class DeviceLink:
         self.options = options
         self.outbox = collections.deque()
         self.closing = False
+        self.established = False
         self.lock = threading.Lock()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -333,9 +334,9 @@ class DeviceLink:
             self._goodbye(ws)
             return False
         self.outbox.clear()
-        established = False
+        self.established = False
         try:
-            established = self._serve(ws)
+            self._serve(ws)
             reason = 'closed'
         except LinkDown as e:
             reason = str(e)
@@ -343,7 +344,7 @@ class DeviceLink:
             reason = describe_error(e, 'link')
         self._goodbye(ws)
         self.notify('down', reason)
-        return established
+        return self.established
     def _goodbye(self, ws):
         try:
             self._flush(ws)
@@ -401,7 +402,9 @@ class DeviceLink:
                                % (last_rx - last_text,))
             last_text = last_rx
             if self._receive(frame.data, last_rx, established):
-                established = True
+                # kept on self: a session that ends in LinkDown was still
+                # established, so the back-off starts over
+                established = self.established = True
     def _frame_too_large(self, ws):
         # Read the header before the payload so a huge frame is refused
         # without buffering it.
