@@ -78,9 +78,9 @@ def closed_port():
 
 def expand_includes(text):
     def include(m):
-        name = m.group(1).strip()
-        assert name == SHIPPED.name, "include of unknown file %s" % (name,)
-        return SHIPPED.read_text()
+        shipped = SHIPPED.parent / m.group(1).strip()
+        assert shipped.is_file(), "include of unknown file %s" % (shipped,)
+        return shipped.read_text()
     return re.sub(r"^\[include ([^\]]+)\]\s*$", include, text, flags=re.M)
 
 
