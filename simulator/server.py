@@ -311,7 +311,10 @@ class DeviceServer:
             text, data = message, decode(message)
         self.frames.append(Frame(time.monotonic(), session.number, text, data))
         if data is not None:
-            self.device.receive(data)
+            try:
+                self.device.receive(data)
+            except Exception:  # a simulator bug: say so, keep the link
+                log.exception("device model failed on %r", text[:200])
             self.flush()
 
     # -- clocks ----------------------------------------------------------
@@ -322,7 +325,10 @@ class DeviceServer:
         while True:
             await asyncio.sleep(TICK)
             now = loop.time()
-            self.device.advance((now - last) * self.speed)
+            try:
+                self.device.advance((now - last) * self.speed)
+            except Exception:  # a simulator bug: say so, keep time going
+                log.exception("device model failed")
             last = now
             self.flush()
 
