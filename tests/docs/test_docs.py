@@ -353,3 +353,72 @@ def test_slugs_match_github():
     assert slug("The device heats although Klipper's target is 0") == \
         "the-device-heats-although-klippers-target-is-0"
     assert slug("The `panda-breath` command") == "the-panda-breath-command"
+
+
+# --- the option table -------------------------------------------------------
+
+def module_options():
+    """{option: (default, minval, maxval)} as PandaBreath reads them; a
+    bound that is another option is given by that option's name."""
+    import ast
+    tree = ast.parse((ROOT / "klipper" / "extras" /
+                      "panda_breath.py").read_text())
+    names = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            call = node.value
+            if call.args and isinstance(call.args[0], ast.Constant):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        names[target.id] = call.args[0].value
+
+    def value(node):
+        if node is None:
+            return None
+        if isinstance(node, ast.Name):
+            return names[node.id]
+        return ast.literal_eval(node)
+
+    options = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr.startswith("get")
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "config"
+                and node.args and isinstance(node.args[0], ast.Constant)):
+            continue
+        kw = {k.arg: k.value for k in node.keywords}
+        default = node.args[1] if len(node.args) > 1 else None
+        options[node.args[0].value] = (
+            value(default), value(kw.get("minval")), value(kw.get("maxval")))
+    return options
+
+
+def option_rows():
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    section = text.split("## [panda_breath] options")[1].split("\n## ")[0]
+    rows = {}
+    for m in re.finditer(r"^\| `(\w+)` \| ([^|]*) \| ([^|]*) \|", section,
+                         re.M):
+        rows[m.group(1)] = (m.group(2), m.group(3))
+    return rows
+
+
+def shown(bound):
+    return bound if isinstance(bound, str) else "%g" % (bound,)
+
+
+def test_every_module_option_is_documented_with_default_and_bounds():
+    options, rows = module_options(), option_rows()
+    assert set(options) == set(rows)
+    for name, (default, minval, maxval) in options.items():
+        default_cell, allowed = rows[name]
+        if default is None:
+            assert "required" in default_cell, name
+        else:
+            assert "`%s`" % (shown(default),) in default_cell, name
+        if minval is not None:
+            assert re.search(r"(^|[ `])%s[` ]+to %s\b" % (
+                re.escape(shown(minval)), re.escape(shown(maxval))),
+                allowed), (name, allowed)
