@@ -4,10 +4,12 @@ import json
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.device import Device
 from simulator.nvs import Nvs
-from simulator.profiles import get_profile
+from simulator.profiles import V103_ORDER, get_profile
 from simulator.thermal import ThermalModel
 
 
@@ -108,3 +110,33 @@ def test_offline_device_ignores_frames_and_keeps_relay_off():
     dev.receive({"settings": {"set_temp": 20}})
     dev.advance(2)
     assert not dev.relay and dev.settings["set_temp"] == 55
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**40, 2**40)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=5)
+setting_keys = st.sampled_from(V103_ORDER + (
+    "temp", "target_temp", "warehouse_temper", "custom_temp", "x"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(frames=st.lists(st.dictionaries(
+    st.sampled_from(["settings", "printer", "wifi", "other"]),
+    st.dictionaries(setting_keys, json_values, max_size=6) | json_values,
+    max_size=3), max_size=4))
+def test_any_json_frame_leaves_settings_well_typed(frames):
+    dev = device()
+    for frame in frames:
+        dev.receive(frame)
+        dev.advance(0.5)
+    s = dev.settings
+    assert isinstance(s["work_on"], bool)
+    assert s["language"] in ("en", "zh")
+    assert s["printer_type"] in (1, 2)
+    for key in ("work_mode", "set_temp", "filtertemp", "hotbedtemp",
+                "filament_temp", "filament_timer"):
+        assert isinstance(s[key], int) and 0 <= s[key] <= 255
+    assert s["work_mode"] != 0
