@@ -1025,6 +1025,8 @@ class PandaBreath:
             state = "on, %s, set %s" % (st['work_mode'], st['set_temp'])
         if st['drying_minutes_left'] is not None:
             state += ", %d min left" % (st['drying_minutes_left'],)
+        if st['binding'] is not None:
+            state += ", link to this printer %s" % (st['binding'],)
         gcmd.respond_info("Panda Breath %s: %s; device %s; %s;"
                           " Klipper target %.0f; reconnects %d"
                           % (self.host, link, state, reading, st['target'],
