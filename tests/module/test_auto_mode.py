@@ -105,6 +105,8 @@ def test_auto_sends_thresholds_then_mode_and_on(printer):
     assert status["work_mode"] == "auto"
     assert status["session"] == "klipper"
     assert status["binding"] == "connected"
+    out = k.gcode("PANDA_BREATH_STATUS")
+    assert "on, auto, set 45, link to this printer connected" in out[-1]
 
 
 def test_auto_follows_a_changing_bed_target(printer, moonraker):
