@@ -780,10 +780,12 @@ class PandaBreath:
                 self._turn_off("Klipper's session outlived it")
                 self._respond("Panda Breath: ending the %s session Klipper"
                               " started before it restarted" % (kind,))
-            elif self.started is None or self.started != kind:
+            elif self.started != self._session_kind():
                 self._device_took_over()
-                self._respond("Panda Breath: leaving the %s session started"
-                              " on the device running" % (kind,))
+                if self._session_kind() is not None:
+                    self._respond("Panda Breath: leaving the %s session"
+                                  " started on the device running"
+                                  % (kind,))
         else:
             self._device_took_over()
     def _device_changed(self):
