@@ -341,3 +341,16 @@ def test_idle_timeout_leaves_klipper_drying_running():
         assert k.stall.max < STALL_LIMIT
     finally:
         sim.stop()
+
+
+def test_finished_cycle_is_not_reported_as_a_running_session(make_printer):
+    k, sim = make_printer(speed=4000.0)
+    k.gcode("PANDA_BREATH_DRY TEMP=45 HOURS=1")
+    k.run_until(lambda: any("drying finished" in r for r in k.responses),
+                timeout=5)
+    k.restart()
+    k.run_until(lambda: k.status("panda_breath")["connected"])
+    k.run(0.3)
+    assert not any("leaving the drying session" in r for r in k.responses)
+    assert k.status("panda_breath")["session"] is None
+    assert not sim.state()["heat_request"]
