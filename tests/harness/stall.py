@@ -37,23 +37,34 @@ def _runqueue_wait():
         return 0.
 
 
+_schedstat_fds = {}  # thread id -> open schedstat file, read with pread
+
+
 def _other_threads_waits():
     """{thread id: seconds spent waiting for a CPU} for the process's
     other threads (empty if unknown)."""
     me = str(threading.get_native_id())
     waits = {}
     try:
-        tids = os.listdir('/proc/self/task')
+        tids = set(os.listdir('/proc/self/task'))
     except OSError:
         return waits
+    for tid in list(_schedstat_fds):
+        if tid not in tids:
+            os.close(_schedstat_fds.pop(tid))
     for tid in tids:
         if tid == me:
             continue
         try:
-            with open('/proc/self/task/%s/schedstat' % (tid,)) as f:
-                waits[tid] = int(f.read().split()[1]) * 1e-9
+            fd = _schedstat_fds.get(tid)
+            if fd is None:
+                fd = _schedstat_fds[tid] = os.open(
+                    '/proc/self/task/%s/schedstat' % (tid,), os.O_RDONLY)
+            waits[tid] = int(os.pread(fd, 64, 0).split()[1]) * 1e-9
         except (OSError, ValueError, IndexError):
-            pass
+            fd = _schedstat_fds.pop(tid, None)  # gone (or id reused)
+            if fd is not None:
+                os.close(fd)
     return waits
 
 
