@@ -209,10 +209,12 @@ def test_countdown_is_corrected_from_the_snapshot_at_reconnect(make_printer):
     k.run(1.5)
     assert k.status("panda_breath")["drying_minutes_left"] == 120
     reconnect(k, sim)
-    device_left = sim.state()["remaining_seconds"] / 60.
     shown = k.status("panda_breath")["drying_minutes_left"]
-    assert device_left < 110
-    assert abs(shown - device_left) <= 3
+    device_left = sim.state()["remaining_seconds"] / 60.
+    # 15+ device minutes went by: the module's own estimate said 120
+    assert shown <= 110
+    # the snapshot came before this read; the device runs 10 min/s
+    assert device_left - 1 <= shown <= device_left + 10
     assert drying(sim.state())
     assert ("work_on", False) not in writes(sim)
 
