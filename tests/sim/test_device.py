@@ -122,7 +122,7 @@ setting_keys = st.sampled_from(V103_ORDER + (
     "temp", "target_temp", "warehouse_temper", "custom_temp", "x"))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(frames=st.lists(st.dictionaries(
     st.sampled_from(["settings", "printer", "wifi", "other"]),
     st.dictionaries(setting_keys, json_values, max_size=6) | json_values,
