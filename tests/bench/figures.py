@@ -254,7 +254,9 @@ def fault_stalls(seconds):
             k.run_until(functools.partial(connected, k), timeout=10)
             k.stop()
             figures.append(stall_figure(key, title, k.stall.history, note))
-        figures.extend(flood(sim, seconds))
+        # a flood the module cannot keep up with backs up for many
+        # times its length: a few seconds show it
+        figures.extend(flood(sim, min(seconds, 3.)))
     finally:
         sim.stop()
     return figures
