@@ -1,7 +1,5 @@
 """`./build.sh bench [--quick] [--out DIR]`, `--soak MINUTES`, `--safety N`."""
 import argparse
-import importlib
-import importlib.util
 import logging
 import os
 import sys
@@ -62,20 +60,10 @@ def build_parser():
                    " (default dist/bench)")
     p.add_argument("--soak", type=float, metavar="MINUTES",
                    help="run a simulated long print for MINUTES instead")
-    if safety_runner() is not None:
-        p.add_argument("--safety", metavar="N",
-                       help="run N examples of the safety state machine"
-                       " instead (tests/safety)")
+    p.add_argument("--safety", metavar="N",
+                   help="run N examples of the safety state machine"
+                   " instead (tests/safety)")
     return p
-
-
-def safety_runner():
-    """The safety state machine's runner (issue 9), if it is there."""
-    try:
-        spec = importlib.util.find_spec("tests.safety.runner")
-    except ImportError:
-        return None
-    return spec and spec.name
 
 
 def main(argv=None):
@@ -90,8 +78,8 @@ def main(argv=None):
     logging.basicConfig(
         level=logging.INFO, filename=os.path.join(args.out, "bench.log"),
         filemode="w", format="%(asctime)s %(threadName)s %(message)s")
-    if getattr(args, "safety", None) is not None:
-        runner = importlib.import_module("tests.safety.runner")
+    if args.safety is not None:
+        from tests.safety import runner
         return runner.main(args.safety)
     if args.soak is not None:
         from . import soak
