@@ -132,6 +132,8 @@ def panda_breath_package(root, pkg_version):
                      "the Klipper module")
     template = _source(root / "klipper" / "config" / "panda_breath.cfg",
                        "the Klipper config template")
+    modes = _source(root / "klipper" / "config" / "panda_breath_modes.cfg",
+                    "the drying and auto mode example macros")
     cli = _source(recipe / "panda-breath", "the panda-breath command")
     extras = "./home/lava/klipper/klippy/extras"
     data = [
@@ -141,6 +143,7 @@ def panda_breath_package(root, pkg_version):
         Member("./usr/bin/panda-breath", cli, 0o755),
         directory("./usr/share/panda-breath"),
         Member("./usr/share/panda-breath/panda_breath.cfg", template),
+        Member("./usr/share/panda-breath/panda_breath_modes.cfg", modes),
     ]
     return Package("panda-breath", pkg_version, recipe,
                    with_system_dirs(data))

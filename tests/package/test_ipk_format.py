@@ -116,7 +116,8 @@ def test_panda_breath_installs_module_cli_and_config_templates(checkout,
     assert set(files) == {
         MODULE, "./usr/bin/panda-breath",
         "./etc/panda-breath/panda_breath.cfg",
-        "./usr/share/panda-breath/panda_breath.cfg"}
+        "./usr/share/panda-breath/panda_breath.cfg",
+        "./usr/share/panda-breath/panda_breath_modes.cfg"}
     assert files[MODULE].mode == 0o644
     assert files["./usr/bin/panda-breath"].mode == 0o755
     assert ipk.data.extractfile(MODULE).read() == (
