@@ -80,9 +80,10 @@ def test_heater_temperature_reads_zero_after_seven_stale_seconds(klippy):
     heater.temperature_callback(now - 6.9, 30.)
     heater.temperature_callback(now - 6.8, 30.)
     assert heater.get_temp(eventtime)[0] == pytest.approx(30., abs=0.01)
-    assert heater.get_temp(eventtime + 0.2)[0] == 0.
+    # 0.3 s on, the last reading is 7.1 s old (clear of the float boundary)
+    assert heater.get_temp(eventtime + 0.3)[0] == 0.
     # get_status keeps the last smoothed value.
-    status = heater.get_status(eventtime + 0.2)
+    status = heater.get_status(eventtime + 0.3)
     assert status['temperature'] == pytest.approx(30., abs=0.01)
 
 

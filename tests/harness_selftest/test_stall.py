@@ -10,7 +10,8 @@ def test_stall_meter_measures_a_slow_module_gcode_handler(klippy):
     assert klippy.stall.samples > 0
     assert klippy.stall.max < 0.02
     klippy.gcode("FAKE_CHAMBER_BUSY SECONDS=0.06")
-    assert klippy.stall.max >= 0.06
+    # Other threads' CPU waits meanwhile are taken off (see stall.py).
+    assert klippy.stall.max >= 0.05
     assert "FakeChamber.cmd_BUSY (gcode)" in klippy.stall.worst
 
 
@@ -50,6 +51,25 @@ def test_time_paused_inside_a_module_callback_is_not_counted():
     meter.call('timer', module_callback)
     assert 0.01 <= meter.max < 0.04
     assert meter.samples == 1
+
+
+def test_garbage_collection_inside_a_module_callback_is_not_counted():
+    import gc
+    import time
+    meter = StallMeter()
+    meter.packages.add(__name__.split('.')[0])
+    heap = [[i] for i in range(500000)]  # a collection has work to do
+    collecting = []
+
+    def module_callback():
+        time.sleep(0.01)
+        started = time.perf_counter()
+        gc.collect()    # Klipper collects while idle, never in here
+        collecting.append(time.perf_counter() - started)
+
+    meter.call('timer', module_callback)
+    assert collecting[0] > 0.005 and len(heap)
+    assert 0.01 <= meter.max < 0.01 + collecting[0] / 2
 
 
 def test_stall_meter_times_module_fd_and_async_callbacks(klippy):
