@@ -437,6 +437,16 @@ class DeviceLink:
         return False
 
 
+def merge_settings(old, new):
+    """Two updates that queued up, as one; a sensor fault is kept."""
+    merged = dict(old)
+    merged.update(new)
+    for key in ('warehouse_sensor_status', 'ptc_sensor_status'):
+        if old.get(key) in SENSOR_FAULTS:
+            merged[key] = old[key]
+    return merged
+
+
 def describe_error(e, stage):
     if websocket is not None:
         if isinstance(e, websocket.WebSocketBadStatusException):
@@ -581,6 +591,9 @@ class PandaBreath:
         self.last_error = None
         self.reconnects = 0
         self.log_times = {}
+        self.events = []
+        self.events_lock = threading.Lock()
+        self.events_pending = False
         self.watch_timer = self.hold_timer = None
         self.gcode = printer.lookup_object('gcode')
         pheaters = printer.load_object(config, 'heaters')
@@ -657,8 +670,26 @@ class PandaBreath:
         self.connected = False
     # Events from the link thread, handed to the reactor
     def _notify(self, kind, *args):
-        self.reactor.register_async_callback(
-            (lambda et: self._link_event(et, kind, args)))
+        # One reactor callback at a time takes what the link thread queued
+        # meanwhile, updates merged into one: a device flooding the link
+        # cannot back up Klipper's reactor.
+        with self.events_lock:
+            events = self.events
+            if kind == 'update' and events and events[-1][0] == 'update':
+                settings = merge_settings(events[-1][1][0], args[0])
+                events[-1] = (kind, (settings,) + args[1:])
+            elif kind != 'error' or ('error', args) not in events:
+                events.append((kind, args))
+            if self.events_pending:
+                return
+            self.events_pending = True
+        self.reactor.register_async_callback(self._link_events)
+    def _link_events(self, eventtime):
+        with self.events_lock:
+            events, self.events = self.events, []
+            self.events_pending = False
+        for kind, args in events:
+            self._link_event(eventtime, kind, args)
     def _link_event(self, eventtime, kind, args):
         if self.link is None:
             return
