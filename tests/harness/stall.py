@@ -12,17 +12,20 @@ Klipper the thread is free to run other work meanwhile.
 Time the reactor thread spent runnable but waiting for a CPU (read from
 Linux's per-thread schedstat) is not counted either: that is the shared
 machine's load, not the module.  Time blocked in a system call -- a DNS
-lookup, a connect, a send on a full socket -- is counted in full.  The
-same goes for the process's other threads (the link thread, the simulator
-in tests): when the one holding the GIL waits for a CPU, the reactor
-thread waits for the GIL, so the longest CPU wait another thread had
-during the callback is not counted either.
+lookup, a connect, a send on a full socket -- is counted in full.  A
+thread the callback starts is waited for (Thread.start() returns once it
+runs), so that thread's own wait for a CPU is not counted either.  Nor is
+time in Python's cyclic garbage collector, in any thread (it holds the
+GIL): Klipper runs the collector while its reactor is idle
+(extras/garbage_collection.py), so there a collection never lands inside
+a module callback.
 
 klippy:connect handlers run during Klipper's startup, where klippy.py
 itself blocks far longer (MCU identification) and no heater is regulated
 yet; they are kept apart as ``startup_max`` so a test can hold them to a
 looser bound of its own.
 """
+import gc
 import os
 import threading
 import time
@@ -36,6 +39,23 @@ def _runqueue_wait():
     except (OSError, ValueError, IndexError):
         return 0.
 
+
+_gc = {'total': 0., 'started': None}  # seconds spent collecting
+
+
+def _gc_timer(phase, info):
+    # A CPU wait during a collection in the reactor thread is already
+    # taken off by schedstat: count the collection's time without it.
+    if phase == 'start':
+        _gc['started'] = (time.perf_counter(), _runqueue_wait())
+    elif _gc['started'] is not None:
+        wall, waited = _gc['started']
+        _gc['total'] += ((time.perf_counter() - wall)
+                         - (_runqueue_wait() - waited))
+        _gc['started'] = None
+
+
+gc.callbacks.append(_gc_timer)
 
 _schedstat_fds = {}  # thread id -> open schedstat file, read with pread
 
@@ -68,10 +88,10 @@ def _other_threads_waits():
     return waits
 
 
-def _longest_other_wait(before):
-    # A thread started meanwhile (a link thread) waited all its life.
+def _new_threads_wait(before):
+    """Longest CPU wait of a thread started since before was taken."""
     after = _other_threads_waits()
-    return max([wait - before.get(t, 0.) for t, wait in after.items()],
+    return max([wait for t, wait in after.items() if t not in before],
                default=0.)
 
 
@@ -116,6 +136,7 @@ class StallMeter:
         # falls between the two reads is never charged to the module.
         others = _other_threads_waits()
         waited = _runqueue_wait()
+        collected = _gc['total']
         frame = [time.perf_counter(), 0.]
         level.append(frame)
         try:
@@ -124,7 +145,8 @@ class StallMeter:
             level.remove(frame)
             spent = time.perf_counter() - frame[0] - frame[1]
             spent -= _runqueue_wait() - waited
-            spent -= min(max(0., spent), _longest_other_wait(others))
+            spent -= _gc['total'] - collected
+            spent -= min(max(0., spent), _new_threads_wait(others))
             name = '%s (%s)' % (describe(cb), kind)
             if kind == 'klippy:connect':
                 if spent > self.startup_max:
