@@ -125,6 +125,7 @@ class World:
         self.broken = False
         self.half_open_since = None
         self.hidden_push = False
+        self.responses = []  # Klipper's console, kept after close()
 
     # Set-up and tear-down
     def start(self, initial="off"):
@@ -155,6 +156,7 @@ class World:
         k, sim, self.k, self.sim = self.k, self.sim, None, None
         try:
             if k is not None:
+                self.responses = k.responses
                 k.stop()
         finally:
             if sim is not None:
@@ -189,14 +191,18 @@ class World:
             return False  # e.g. "Printer is shutdown": nothing changed
 
     def ev_set_target(self, target):
+        before = self.k.heater("chamber").target_temp
         if not self._gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=%s"
                            % (target,)):
             return
-        if target > 0:
+        if not target > 0:
+            self.intent = None
+        elif target != before or self.intent is not None:
+            # After the user took the device over, only a change of the
+            # target is Klipper's new intent (the module sees targets, not
+            # each SET of one).
             self.intent = device_set_temp(target)
             self._end_latch()
-        else:
-            self.intent = None
 
     def ev_turn_off_heaters(self):
         if self._gcode("TURN_OFF_HEATERS"):
