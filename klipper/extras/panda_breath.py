@@ -830,8 +830,11 @@ class PandaBreath:
                            " target")
         elif self.owned and wanted > 0. and not self._klipper_mode_on():
             self.owned = False
+            # Klipper reports a target, not each SET of it: only a change
+            # is seen, so the same target set again would go unnoticed.
             self._respond("Panda Breath: the device left Klipper's control"
-                          " (%s); set the chamber target again to resume"
+                          " (%s); change the chamber target (e.g. to 0 and"
+                          " back) to resume"
                           % (self._mode_name() if self.device.get('work_on')
                              else 'switched off',))
     def _heat(self, wanted):

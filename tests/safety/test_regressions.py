@@ -42,3 +42,18 @@ def test_emergency_stop_during_power_cut_then_firmware_restart_ends_auto():
         ("firmware_restart",),
         ("wait", 0.2),
     ])
+
+
+def test_panel_off_while_heating_resumes_on_a_changed_target():
+    """The module's message said to set the target again, but it sees
+    only target changes: the same target set again did nothing.  The
+    message now says to change it, and a change resumes."""
+    world = replay([
+        ("initial", "off"),
+        ("set_target", 45),
+        ("press", "off"),
+        ("set_target", 45),
+        ("set_target", 50),
+    ])
+    assert any("change the chamber target" in line
+               for line in world.responses)
