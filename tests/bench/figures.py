@@ -3,6 +3,7 @@
 Every scenario drives the real module through the Klipper harness against
 the simulator over loopback WebSockets.  Times are time.monotonic(), the
 clock the harness, the simulator's frame logs and the module share."""
+import bisect
 import contextlib
 import functools
 import importlib.util
@@ -47,17 +48,30 @@ def quiet_sim(**kw):
 
 
 class Deliveries:
-    """Times each reading as Klipper's heater callback receives it."""
+    """Times each reading as the link thread hands it over and as
+    Klipper's heater callback receives it."""
 
     def __init__(self, k):
-        self.log = []
-        sensor = breath_of(k).sensor
+        self.log = []        # (time, temp) at the heater callback
+        self.received = []   # (time, reading) from the link thread
+        breath = breath_of(k)
+        sensor = breath.sensor
         inner = sensor.callback
 
         def callback(read_time, temp):
             self.log.append((time.monotonic(), temp))
             inner(read_time, temp)
         sensor.callback = callback
+        link = breath.link
+        notify = link.notify
+
+        def link_notify(kind, *args):
+            if kind == "update":
+                value = reading_in(json.dumps({"settings": args[0]}))
+                if value is not None:
+                    self.received.append((time.monotonic(), value))
+            notify(kind, *args)
+        link.notify = link_notify
 
 
 def reading_in(text):
@@ -78,28 +92,37 @@ def reading_in(text):
     return None
 
 
-def pair_readings(sent, delivered):
-    """Latencies from each reading sent to its delivery, in order.
+def pair_readings(sent, deliveries):
+    """Latencies from each reading sent to its arrival at the heater.
 
-    TCP keeps order and the module delivers every reading it receives, so
-    the n-th reading sent after the first delivery is the n-th delivered;
-    the value must match too, or the pair is counted as unmatched."""
+    The link thread sees every reading, in the order sent (TCP), so the
+    n-th reading it hands over is the n-th sent.  Readings that queue up
+    while the reactor is busy are merged and only the newest reaches the
+    heater: a delivery belongs to the last reading handed over before
+    it.  Returns (latencies, readings merged away, unmatched)."""
     readings = [(t, v) for t, v in ((f.time, reading_in(f.text))
                                     for f in sent) if v is not None]
-    if not delivered or not readings:
-        return [], 0
-    first = delivered[0][0]
-    # the first delivery belongs to the last reading sent before it
-    start = max([i for i, (t, _) in enumerate(readings) if t <= first],
-                default=0)
-    latencies, unmatched = [], 0
-    for (sent_at, value), (got_at, temp) in zip(readings[start:],
-                                                delivered, strict=False):
-        if value != temp or got_at < sent_at:
+    received = deliveries.received
+    if not readings or not received:
+        return [], 0, 0
+    # the first reading the link handed over is the last sent before it
+    first = received[0][0]
+    offset = max([i for i, (t, _) in enumerate(readings) if t <= first],
+                 default=0)
+    times = [t for t, _ in received]
+    latencies, used, unmatched = [], set(), 0
+    for got_at, temp in deliveries.log:
+        j = bisect.bisect_right(times, got_at) - 1
+        if j < 0 or j in used or offset + j >= len(readings):
+            continue
+        used.add(j)
+        sent_at, value = readings[offset + j]
+        if value != temp or received[j][1] != temp:
             unmatched += 1
         else:
             latencies.append(got_at - sent_at)
-    return latencies, unmatched
+    merged = len(received) - len(used)
+    return latencies, merged, unmatched
 
 
 def stall_figure(key, title, history, note=""):
@@ -133,13 +156,12 @@ def normal_operation(commands, readings):
                     timeout=readings * 0.2 + 10)
         sent = list(sim.server.sent)
         k.stop()
-        telemetry, unmatched = pair_readings(sent, deliveries.log)
+        telemetry, merged, unmatched = pair_readings(sent, deliveries)
         history = list(k.stall.history)
     finally:
         sim.stop()
-    note = "push every 50 ms"
-    if unmatched:
-        note += "; %d readings could not be paired" % (unmatched,)
+    note = ("push every 50 ms; %d readings superseded before delivery,"
+            " %d could not be paired" % (merged, unmatched))
     return [
         Figure("command_latency", "command latency", "ms",
                [t * MS for t in latencies], "p99", "<=", 20.,
