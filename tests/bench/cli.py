@@ -2,6 +2,7 @@
 import argparse
 import logging
 import os
+import random
 import sys
 import time
 
@@ -19,8 +20,12 @@ class Plan:
         self.commands = 20 if quick else 500
         self.readings = 40 if quick else 1500
         self.fault_seconds = 2. if quick else 8.
-        self.reboot_delays = [1.5] if quick else [
-            1. + 0.5 * i for i in range(11)]
+        # Reboots of 1 to 6.5 s, each at a random point of its half
+        # second: multiples of the module's 0.5 s first retry would all
+        # meet a retry just in time.
+        rng = random.Random(7)
+        self.reboot_delays = [round(1. + 0.5 * i + rng.uniform(.05, .45), 2)
+                              for i in range(1 if quick else 11)]
         self.silent_samples = 1 if quick else 3
         self.idle_seconds = 4. if quick else 60.
         self.busy_seconds = 3. if quick else 20.
