@@ -10,6 +10,9 @@
 # state) and the Klipper glue (sensor, virtual pin, events, G-code), which
 # runs on the reactor thread only.
 import collections, json, logging, math, os, select, threading, time
+# The link thread's first connect would import the IDNA codec (host names)
+# holding the GIL while Klipper's reactor waits for it: import it here.
+import encodings.idna  # noqa: F401
 
 try:
     import websocket
