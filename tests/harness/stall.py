@@ -12,13 +12,15 @@ Klipper the thread is free to run other work meanwhile.
 Time the reactor thread spent runnable but waiting for a CPU (read from
 Linux's per-thread schedstat) is not counted either: that is the shared
 machine's load, not the module.  Time blocked in a system call -- a DNS
-lookup, a connect, a send on a full socket -- is counted in full.  A
-thread the callback starts is waited for (Thread.start() returns once it
-runs), so that thread's own wait for a CPU is not counted either.  Nor is
-time in Python's cyclic garbage collector, in any thread (it holds the
-GIL): Klipper runs the collector while its reactor is idle
-(extras/garbage_collection.py), so there a collection never lands inside
-a module callback.
+lookup, a connect, a send on a full socket -- is counted in full.  When
+another thread of the process (the link thread, the simulator in tests)
+holds the GIL and waits for a CPU, the reactor thread waits for the GIL:
+so the longest CPU wait of any other thread during the callback, a
+thread the callback started included (Thread.start() waits for it to
+run), is not counted either.  Nor is time in Python's cyclic garbage
+collector, in any thread (it holds the GIL): Klipper runs the collector
+while its reactor is idle (extras/garbage_collection.py), so there a
+collection never lands inside a module callback.
 
 klippy:connect handlers run during Klipper's startup, where klippy.py
 itself blocks far longer (MCU identification) and no heater is regulated
@@ -88,10 +90,10 @@ def _other_threads_waits():
     return waits
 
 
-def _new_threads_wait(before):
-    """Longest CPU wait of a thread started since before was taken."""
+def _longest_other_wait(before):
+    # A thread started meanwhile (a link thread) waited all its life.
     after = _other_threads_waits()
-    return max([wait for t, wait in after.items() if t not in before],
+    return max([wait - before.get(t, 0.) for t, wait in after.items()],
                default=0.)
 
 
@@ -146,7 +148,7 @@ class StallMeter:
             spent = time.perf_counter() - frame[0] - frame[1]
             spent -= _runqueue_wait() - waited
             spent -= _gc['total'] - collected
-            spent -= min(max(0., spent), _new_threads_wait(others))
+            spent -= min(max(0., spent), _longest_other_wait(others))
             name = '%s (%s)' % (describe(cb), kind)
             if kind == 'klippy:connect':
                 if spent > self.startup_max:
