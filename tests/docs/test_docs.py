@@ -422,3 +422,86 @@ def test_every_module_option_is_documented_with_default_and_bounds():
             assert re.search(r"(^|[ `])%s[` ]+to %s\b" % (
                 re.escape(shown(minval)), re.escape(shown(maxval))),
                 allowed), (name, allowed)
+
+
+# --- quoted console messages ------------------------------------------------
+
+WILD, ELIDED = object(), object()
+
+
+def words(text, placeholders):
+    tokens = []
+    for m in re.finditer(r"%[-.\d]*[sdf]|\.\.\.|[\w'.-]+", text):
+        t = m.group(0)
+        if placeholders and t.startswith("%"):
+            tokens.append(WILD)
+        elif t == "...":
+            tokens.append(ELIDED)
+        else:
+            tokens.append(t.strip(".").lower())
+    return [t for t in tokens if t != ""]
+
+
+def quote_matches(quote, message):
+    """The quote is the message with its %s filled in, and '...' where
+    the docs leave part of it out."""
+    q, m = words(quote, False), words(message, True)
+    seen = {}
+
+    def match(i, j):
+        if (i, j) in seen:
+            return seen[i, j]
+        if i == len(q):
+            ok = j == len(m)
+        elif q[i] is ELIDED:
+            ok = any(match(i + 1, k) for k in range(j, len(m) + 1))
+        elif j == len(m):
+            ok = False
+        elif m[j] is WILD:
+            # a filled-in value: a few words at most
+            ok = any(match(k, j + 1)
+                     for k in range(i + 1, min(i + 3, len(q)) + 1)
+                     if all(t is not ELIDED for t in q[i:k]))
+        else:
+            ok = q[i] == m[j] and match(i + 1, j + 1)
+        seen[i, j] = ok
+        return ok
+    return match(0, 0)
+
+
+def module_messages():
+    import ast
+    tree = ast.parse((ROOT / "klipper" / "extras" /
+                      "panda_breath.py").read_text())
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and node.value.lower().startswith("panda")]
+
+
+def quoted_messages():
+    for path in DOCS:
+        text = re.sub(r"^\s*```.*?^\s*```\s*$", "", path.read_text(),
+                      flags=re.M | re.S)
+        for m in re.finditer(r"`((?:Panda Breath|panda_breath)[^`]*)`",
+                             text):
+            if len(m.group(1).split()) >= 4:
+                yield path.name, m.group(1)
+
+
+def test_quoted_console_messages_are_the_modules():
+    messages = module_messages()
+    wrong = [(name, quote) for name, quote in quoted_messages()
+             if not any(quote_matches(quote, msg) for msg in messages)]
+    assert wrong == []
+
+
+def test_message_check_sees_a_changed_message():
+    message = "Panda Breath: target %.1f sent as %d (the device accepts)"
+    assert quote_matches("Panda Breath: target 65.0 sent as 60 (the device"
+                         " accepts)", message)
+    assert quote_matches("Panda Breath: target ... accepts)", message)
+    assert not quote_matches("Panda Breath: target 65.0 is sent as 60",
+                             message)
+    status = "Panda Breath %s: %s; device %s; Klipper target %.0f"
+    assert not quote_matches("Panda Breath: ... set the target again",
+                             status)
