@@ -3,8 +3,11 @@
 Each example is mostly waiting on loopback sockets and the wall-clock
 reactor, so the N examples are split over a few worker processes (each
 its own simulators and Klipper hosts, with fresh random examples).  A
-failure prints the shrunk event script to replay.  Workers default to 6;
-PANDA_SAFETY_WORKERS overrides it.
+failure prints the shrunk event script to replay; one that hypothesis
+could not make happen again on replay (timing) is reported as not
+reproducible, with every violation seen on the way.  Any failure makes
+the exit status 1.  Workers default to 6; PANDA_SAFETY_WORKERS overrides
+it.
 """
 import json
 import os
@@ -37,7 +40,7 @@ def _worker(n_examples, result_path, label):
     from hypothesis.stateful import run_state_machine_as_test
 
     from safety.machine import SafetyMachine
-    from safety.world import World
+    from safety.world import SafetyViolation, World
 
     seen = []
 
@@ -58,8 +61,11 @@ def _worker(n_examples, result_path, label):
             run_state_machine_as_test(SafetyMachine, settings=profile)
             break
         except Exception as e:  # the shrunk counterexample
-            failures.append(_describe(e))
-            print("safety: worker %s: %s" % (label, failures[-1]),
+            # A violation hypothesis could not make happen again on
+            # replay ends as one of its Flaky errors instead.
+            failures.append({"text": _describe(e), "reproduced":
+                             isinstance(e, SafetyViolation)})
+            print("safety: worker %s: %s" % (label, failures[-1]["text"]),
                   flush=True)
     result = {"worker": label, "examples": SafetyMachine.examples,
               "steps": SafetyMachine.steps, "failures": failures,
@@ -111,19 +117,25 @@ def main(n_examples, workers=None):
             except (OSError, ValueError):
                 results.append({"worker": path, "examples": 0, "steps": 0,
                                 "wall": 0., "threads_left": 0,
-                                "failures": ["worker exited with status %d"
-                                             % (proc.returncode,)]})
+                                "failures": [{
+                                    "text": "worker exited with status %d"
+                                    % (proc.returncode,),
+                                    "reproduced": True}]})
     wall = time.monotonic() - started
     examples = sum(r["examples"] for r in results)
     steps = sum(r["steps"] for r in results)
     failures = [(r["worker"], f) for r in results for f in r["failures"]]
     seen = sum(r.get("violations_seen", 0) for r in results)
     for worker, failure in failures:
-        print("\nsafety: worker %s failed:\n%s" % (worker, failure))
+        print("\nsafety: worker %s failed (%s):\n%s" % (
+            worker, "reproduced" if failure["reproduced"]
+            else "not reproducible on replay", failure["text"]))
+    reproduced = sum(1 for _, f in failures if f["reproduced"])
     print("safety: %d examples asked, %d run (%d steps) in %.0f s wall,"
-          " %d workers, %d failures, %d violations seen (shrinking"
-          " included)" % (n_examples, examples, steps, wall, len(shares),
-                          len(failures), seen), flush=True)
+          " %d workers, %d failures (%d reproduced, %d not reproducible),"
+          " %d violations seen (shrinking included)"
+          % (n_examples, examples, steps, wall, len(shares), len(failures),
+             reproduced, len(failures) - reproduced, seen), flush=True)
     return 1 if failures else 0
 
 
