@@ -146,6 +146,10 @@ class Soak:
     def count(self, name):
         self.counts[name] = self.counts.get(name, 0) + 1
 
+    def all_seen(self):
+        """Every fault and Klipper action has happened at least once."""
+        return set(self.counts) >= ({f[0] for f in FAULTS} | set(KLIPPER))
+
     def finish(self):
         """Faults cleared and link back: the device must end as Klipper
         wants, for a target and for off."""
@@ -165,7 +169,6 @@ def main(minutes, out):
     failures = []
     sim = SimProcess("--speed", "10", "--reboot-delay", "2")
     soak = Soak(sim)
-    samples = []
     started = time.monotonic()
     deadline = started + minutes * 60.
     warm = None
@@ -176,10 +179,9 @@ def main(minutes, out):
         while time.monotonic() < deadline:
             soak.step(i)
             i += 1
-            if warm is None and time.monotonic() > started + min(
-                    60., minutes * 12.):
+            if warm is None and soak.all_seen():
+                # warm-up: everything has run once
                 warm = footprint()
-            samples.append(footprint())
         soak.finish()
     except Exception:
         failures.append(traceback.format_exc())
@@ -190,9 +192,8 @@ def main(minutes, out):
     except Exception:
         failures.append(traceback.format_exc())
     sim.stop()
-    warm = warm or (samples[0] if samples else end)
-    growth = end[0] - warm[0]
-    if not failures:
+    growth = None if warm is None else end[0] - warm[0]
+    if not failures and warm is not None:
         if growth > MEMORY_SLACK:
             failures.append("RSS grew %d KiB after warm-up" % (growth,))
         if end[1] != warm[1]:
@@ -201,17 +202,21 @@ def main(minutes, out):
         if end[2] != warm[2] or threads != 1:
             failures.append("threads %d after warm-up, %d at the end (%d"
                             " link threads)" % (warm[2], end[2], threads))
-        if soak.stall_max >= 0.005:
-            failures.append("reactor stall %.1f ms in %s" % (
-                soak.stall_max * 1000., soak.stall_worst))
+    if not failures and soak.stall_max >= 0.005:
+        failures.append("reactor stall %.1f ms in %s" % (
+            soak.stall_max * 1000., soak.stall_worst))
     elapsed = time.monotonic() - started
     print("soak: %d steps in %.0f s" % (i, elapsed))
     for name, n in sorted(soak.counts.items()):
         print("  %-28s %d" % (name, n))
     print("  shutdowns (expected kinds): %d" % (len(soak.shutdowns),))
-    print("  RSS %d -> %d KiB (growth %+d after warm-up), fds %d -> %d,"
-          " threads %d -> %d" % (warm[0], end[0], growth, warm[1], end[1],
-                                 warm[2], end[2]))
+    if warm is None:
+        print("  memory, fds and threads not judged: the soak ended before"
+              " every fault had happened once (about 4 minutes)")
+    else:
+        print("  RSS %d -> %d KiB (growth %+d after warm-up), fds %d -> %d,"
+              " threads %d -> %d" % (warm[0], end[0], growth, warm[1],
+                                     end[1], warm[2], end[2]))
     print("  longest reactor stall in the module: %.2f ms (%s)"
           % (soak.stall_max * 1000., soak.stall_worst))
     if failures:
@@ -219,6 +224,10 @@ def main(minutes, out):
         for failure in failures:
             print(failure)
         return 1
-    print("soak passed: no exception escaped, device as Klipper wants,"
-          " memory/fds/threads flat")
+    if warm is None:
+        print("soak passed: no exception escaped, device as Klipper wants"
+              " (memory needs a longer soak)")
+    else:
+        print("soak passed: no exception escaped, device as Klipper wants,"
+              " memory/fds/threads flat")
     return 0
