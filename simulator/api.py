@@ -184,6 +184,11 @@ class Simulator:
     def send_wrong_types(self):
         self._send(list(WRONG_TYPES))
 
+    def send(self, *payloads):
+        """Write raw payloads (str text frames, bytes binary frames) to
+        every client, as a misbehaving device would."""
+        self._send(list(payloads))
+
     def _send(self, payloads):
         self._run(self.server.send_to_all(payloads))
 

@@ -24,6 +24,8 @@ SILENCE = 3 * REPORT_TIME
 TARGET_WATCH_TIME = 0.010
 DEVICE_MAX_TEMP = 60
 MAX_FRAME = 64 * 1024
+MAX_FRAME_RATE = 200    # frames a second; the device sends about 2
+FAST_RETRY_TIME = 15.   # a rebooting device is back within seconds
 LOG_REPEAT_TIME = 60.
 
 
@@ -307,18 +309,24 @@ class DeviceLink:
             self._drain_wake()
     # Thread body
     def _run(self):
+        opts = self.options
         delay = 0.
+        lost = -FAST_RETRY_TIME
         try:
             while not self.closing:
                 self._sleep(delay)
                 if self.closing:
                     break
-                established = self._session()
-                if established:
-                    delay = self.options.reconnect_delay
+                if self._session():
+                    lost = time.monotonic()
+                # Soon after a working link was lost (a reboot) retry at
+                # once each time; back off only for a device that stays
+                # away.
+                if time.monotonic() - lost < FAST_RETRY_TIME:
+                    delay = opts.reconnect_delay
                 else:
-                    delay = min(max(delay * 2., self.options.reconnect_delay),
-                                self.options.reconnect_max_delay)
+                    delay = min(max(delay * 2., opts.reconnect_delay),
+                                opts.reconnect_max_delay)
         finally:
             with self.lock:
                 os.close(self.wake_r)
@@ -364,6 +372,7 @@ class DeviceLink:
         sock = ws.sock
         established = False
         start = last_rx = last_ping = last_text = time.monotonic()
+        second, frames = start, 0
         while True:
             if self.closing:
                 return established
@@ -393,6 +402,17 @@ class DeviceLink:
             last_rx = time.monotonic()
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 raise LinkDown("the device closed the connection")
+            if last_rx - second >= 1.:
+                second, frames = last_rx, 0
+            frames += 1
+            if frames == MAX_FRAME_RATE:
+                # Parsing a flood would starve Klipper's reactor of the
+                # interpreter: leave the rest in the socket for a while.
+                self.notify('error', 'flood', "device sends over %d frames"
+                            " a second; reading them more slowly"
+                            % (MAX_FRAME_RATE,))
+                self._sleep(second + 1. - last_rx)
+                last_rx = time.monotonic()
             if opcode == websocket.ABNF.OPCODE_BINARY:
                 self.notify('error', 'binary', "binary frame dropped")
                 continue
