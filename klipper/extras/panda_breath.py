@@ -9,7 +9,8 @@
 # WebSocket connection kept alive by a thread that never touches Klipper
 # state) and the Klipper glue (sensor, virtual pin, events, G-code), which
 # runs on the reactor thread only.
-import collections, json, logging, math, os, select, threading, time
+import collections, json, logging, math, os, select, socket, struct
+import threading, time
 # The link thread's first connect would import the IDNA codec (host names)
 # holding the GIL while Klipper's reactor waits for it: import it here.
 import encodings.idna  # noqa: F401
@@ -348,19 +349,33 @@ class DeviceLink:
         self.established = False
         try:
             self._serve(ws)
-            reason = 'closed'
-        except LinkDown as e:
-            reason = str(e)
         except Exception as e:
-            reason = describe_error(e, 'link')
+            if isinstance(e, LinkDown):
+                reason = str(e)
+            else:
+                reason = describe_error(e, 'link')
+            self._abort(ws)
+            self.notify('down', reason)
+            return self.established
         self._goodbye(ws)
-        self.notify('down', reason)
+        self.notify('down', 'closed')
         return self.established
     def _goodbye(self, ws):
         try:
             self._flush(ws)
             ws.close(timeout=1.)
         except Exception:
+            pass
+        ws.shutdown()
+    def _abort(self, ws):
+        # A failed link is reset, not closed: frames the device has not
+        # taken yet die with it instead of arriving after Klipper's intent
+        # changed.  The next snapshot is the truth again.
+        self.outbox.clear()
+        try:
+            ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                               struct.pack('ii', 1, 0))
+        except (AttributeError, OSError):
             pass
         ws.shutdown()
     def _flush(self, ws):
@@ -376,8 +391,11 @@ class DeviceLink:
         while True:
             if self.closing:
                 return established
-            self._flush(ws)
             now = time.monotonic()
+            if now - last_text <= SILENCE:
+                # Nothing is written into a link that went quiet: held
+                # frames are dropped with it and the reconnect re-asserts.
+                self._flush(ws)
             if not established and now - start > opts.link_timeout:
                 raise LinkDown("the device sent no settings snapshot")
             if now - last_rx > opts.link_timeout:

@@ -57,3 +57,35 @@ def test_panel_off_while_heating_resumes_on_a_changed_target():
     ])
     assert any("change the chamber target" in line
                for line in world.responses)
+
+
+def test_frames_written_into_a_silent_link_never_arrive_after_a_restart():
+    """Heat frames sent while the device was silent reached it after the
+    link came back, when Klipper's target was already 0: the device heated
+    in always-on mode with no target.  Fixed by holding writes while the
+    link is quiet and resetting a failed link instead of closing it."""
+    replay([
+        ("initial", "always_on"),
+        ("restart",),
+        ("fault", "half_open", True),
+        ("wait", 2.5),
+        ("set_target", 45),
+        ("set_target", 70),
+        ("wait", 2.5),
+        ("firmware_restart",),
+        ("fault", "half_open", False),
+    ])
+
+
+def test_frames_written_before_the_silence_was_noticed_die_with_the_link():
+    """The same, with the target set before the module could know the
+    link had gone quiet: the reset discards what the device never took."""
+    replay([
+        ("initial", "always_on"),
+        ("restart",),
+        ("fault", "half_open", True),
+        ("set_target", 45),
+        ("wait", 2.5),
+        ("firmware_restart",),
+        ("fault", "half_open", False),
+    ])
