@@ -22,7 +22,7 @@ except ImportError:
 
 REPORT_TIME = 0.5       # the device pushes a reading about every 500 ms
 SILENCE = 3 * REPORT_TIME
-TARGET_WATCH_TIME = 0.010
+TARGET_WATCH_TIME = 0.015     # Klipper has no target-change hook
 DEVICE_MAX_TEMP = 60
 MAX_FRAME = 64 * 1024
 MAX_FRAME_RATE = 200    # frames a second; the device sends about 2
