@@ -11,16 +11,12 @@ import websocket
 from chamber import (
     FAST,
     STALL_LIMIT,
-    STARTUP_STALL_LIMIT,
     chamber_config,
-    start_chamber,
 )
 from harness import GCodeError, Klippy
 from hypothesis import given
 from hypothesis import strategies as st
 from moonraker_endpoint import MoonrakerEndpoint
-
-from simulator import Simulator
 
 MODES_CFG = (pathlib.Path(__file__).resolve().parents[2]
              / "klipper" / "config" / "panda_breath_modes.cfg")
@@ -51,35 +47,24 @@ def bind(sim, port):
 
 
 @pytest.fixture
-def make_printer():
-    sims, started = [], []
-
+def make_bound(make_printer):
+    """make(moonraker=None, extra="", **sim_options): as make_printer,
+    with the device bound to the Moonraker endpoint when one is given."""
     def make(moonraker=None, extra="", **sim_options):
-        sim_options.setdefault("push_interval", 0.1)
         sim_options.setdefault("reboot_delay", 0.2)
         sim_options.setdefault("speed", SPEED)
-        sim = Simulator(**sim_options).start()
-        sims.append(sim)
-        if moonraker is not None:
-            bind(sim, moonraker.port)
-            sim.wait_for(lambda s: s["printer"]["state"] == 3)
-        sim.press(work_on=False)
-        k = start_chamber(sim, extra=extra)
-        started.append(k)
-        sim.clear_frames()
-        return k, sim
-    yield make
-    for k in started:
-        k.stop()
-        assert k.stall.max < STALL_LIMIT, (k.stall.worst, k.stall.max)
-        assert k.stall.startup_max < STARTUP_STALL_LIMIT
-    for sim in sims:
-        sim.stop()
+
+        def prepare(sim):
+            if moonraker is not None:
+                bind(sim, moonraker.port)
+                sim.wait_for(lambda s: s["printer"]["state"] == 3)
+        return make_printer(prepare, extra, **sim_options)
+    return make
 
 
 @pytest.fixture
-def printer(make_printer, moonraker):
-    return make_printer(moonraker)
+def printer(make_bound, moonraker):
+    return make_bound(moonraker)
 
 
 def writes(sim):
@@ -136,16 +121,16 @@ def test_moonraker_link_loss_turns_auto_heat_off(printer, moonraker):
     assert ("work_on", False) not in writes(sim)
 
 
-def test_auto_is_refused_when_the_device_is_not_bound(make_printer):
-    k, sim = make_printer()
+def test_auto_is_refused_when_the_device_is_not_bound(make_bound):
+    k, sim = make_bound()
     with pytest.raises(GCodeError, match="not bound to a Klipper printer"):
         k.gcode(AUTO)
     k.run(0.2)
     assert writes(sim) == []
 
 
-def test_auto_is_refused_on_firmware_without_klipper_binding(make_printer):
-    k, sim = make_printer(firmware="0.0.0")
+def test_auto_is_refused_on_firmware_without_klipper_binding(make_bound):
+    k, sim = make_bound(firmware="0.0.0")
     with pytest.raises(GCodeError, match="panda-breath bind"):
         k.gcode(AUTO)
     k.run(0.2)
@@ -206,9 +191,9 @@ def test_auto_enable_0_turns_auto_mode_off(printer):
     assert any("not running" in line for line in out)
 
 
-def test_auto_on_a_failed_binding_warns_that_it_will_not_heat(make_printer):
+def test_auto_on_a_failed_binding_warns_that_it_will_not_heat(make_bound):
     with MoonrakerEndpoint() as gone:
-        k, sim = make_printer(gone)
+        k, sim = make_bound(gone)
     k.run_until(lambda: k.status("panda_breath")["binding"] == "failed",
                 timeout=5)
     out = k.gcode(AUTO)
@@ -244,8 +229,8 @@ def test_restart_leaves_auto_mode_started_on_the_device(printer):
     assert ("work_on", False) not in writes(sim)
 
 
-def test_example_macros_load_and_drive_both_modes(make_printer, moonraker):
-    k, sim = make_printer(moonraker, extra="\n" + MODES_CFG.read_text())
+def test_example_macros_load_and_drive_both_modes(make_bound, moonraker):
+    k, sim = make_bound(moonraker, extra="\n" + MODES_CFG.read_text())
     k.gcode("DRY_PLA")
     wait_device(k, sim, lambda s: s["isrunning"] and s["work_mode"] == 3)
     k.gcode("DRY_STOP")

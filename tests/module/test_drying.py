@@ -5,35 +5,12 @@ every test checks what the device really received and does."""
 import json
 
 import pytest
-from chamber import STALL_LIMIT, STARTUP_STALL_LIMIT, start_chamber
+from chamber import STALL_LIMIT, start_chamber
 from harness import GCodeError
 from hypothesis import given
 from hypothesis import strategies as st
 
 from simulator import Simulator
-
-
-@pytest.fixture
-def make_printer():
-    sims, started = [], []
-
-    def make(**sim_options):
-        sim_options.setdefault("push_interval", 0.1)
-        sim_options.setdefault("reboot_delay", 0.3)
-        sim = Simulator(**sim_options).start()
-        sims.append(sim)
-        sim.press(work_on=False)
-        k = start_chamber(sim)
-        started.append(k)
-        sim.clear_frames()
-        return k, sim
-    yield make
-    for k in started:
-        k.stop()
-        assert k.stall.max < STALL_LIMIT, (k.stall.worst, k.stall.max)
-        assert k.stall.startup_max < STARTUP_STALL_LIMIT
-    for sim in sims:
-        sim.stop()
 
 
 @pytest.fixture
