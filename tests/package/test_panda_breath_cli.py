@@ -153,16 +153,22 @@ def test_http_server_without_websocket_is_not_a_panda_breath(config_dir):
     assert_nothing_written(config_dir)
 
 
+def setup_against(handler, config_dir):
+    """panda-breath setup against a WebSocket server running handler."""
+    with serve(handler, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.socket.getsockname()[1]
+        result = setup(port, config_dir, "--no-restart", "--timeout", 0.5)
+        server.shutdown()
+    return result
+
+
 def test_websocket_that_sends_no_snapshot_is_not_a_panda_breath(config_dir):
     def silent(connection):
         for _ in connection:
             pass
 
-    with serve(silent, "127.0.0.1", 0) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        port = server.socket.getsockname()[1]
-        result = setup(port, config_dir, "--no-restart", "--timeout", 0.5)
-        server.shutdown()
+    result = setup_against(silent, config_dir)
     assert result.returncode == 1
     assert "sent no Panda Breath settings" in error_line(result)
     assert_nothing_written(config_dir)
@@ -175,11 +181,7 @@ def test_websocket_sending_other_json_is_not_a_panda_breath(config_dir):
         for _ in connection:
             pass
 
-    with serve(chatty, "127.0.0.1", 0) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        port = server.socket.getsockname()[1]
-        result = setup(port, config_dir, "--no-restart", "--timeout", 0.5)
-        server.shutdown()
+    result = setup_against(chatty, config_dir)
     assert result.returncode == 1
     assert "sent no Panda Breath settings" in error_line(result)
 
