@@ -4,6 +4,7 @@ import io
 import pathlib
 import shutil
 import subprocess
+import sys
 import tarfile
 
 from package import build
@@ -12,6 +13,17 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "wheels"
 OVERLAY = ROOT / "overlay" / build.OVERLAY
 CLI = ROOT / "package" / "panda-breath" / "panda-breath"
+WIFI_PASSWORD = "correct-horse-battery"     # the simulator's
+
+
+def run_cli(*args, timeout=30):
+    """The panda-breath command, as a user runs it: never a traceback,
+    never the WiFi password from the device's snapshot."""
+    result = subprocess.run([sys.executable, str(CLI), *map(str, args)],
+                            capture_output=True, text=True, timeout=timeout)
+    assert "Traceback" not in result.stderr
+    assert WIFI_PASSWORD not in result.stdout + result.stderr
+    return result
 
 
 class Ipk:

@@ -3,18 +3,14 @@ import http.server
 import importlib.machinery
 import importlib.util
 import socket
-import subprocess
-import sys
 import threading
 
 import pytest
 from harness import Klippy
-from pkgtools import CLI
+from pkgtools import CLI, run_cli
 from websockets.sync.server import serve
 
 from simulator import Simulator
-
-WIFI_PASSWORD = "correct-horse-battery"     # the simulator's
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +27,7 @@ def config_dir(tmp_path):
 
 
 def run(*args, timeout=30):
-    result = subprocess.run([sys.executable, str(CLI), *map(str, args)],
-                            capture_output=True, text=True, timeout=timeout)
-    assert "Traceback" not in result.stderr
-    assert WIFI_PASSWORD not in result.stdout + result.stderr
-    return result
+    return run_cli(*args, timeout=timeout)
 
 
 def setup(port, config_dir, *extra, host="127.0.0.1"):
