@@ -523,6 +523,10 @@ class ChamberSensor:
         self.callback = callback
     def get_report_time_delta(self):
         return REPORT_TIME
+    def set_read_tolerance(self, read_time_tol, min_update_ratio):
+        # Snapmaker U1 Klipper sets how late an MCU ADC sample may be;
+        # readings here are pushed by the device at its own pace.
+        pass
     def deliver(self, read_time, temp):
         if not self.min_temp <= temp <= self.max_temp:
             self.breath.printer.invoke_shutdown(
