@@ -1,0 +1,123 @@
+"""install.sh and the panda-breath command with real upstream Klipper: the
+installed tree starts with a ready chamber heater, the command will not
+restart Klipper during a real print, and after --uninstall Klipper starts
+cleanly without the module."""
+import os
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from package import wheel
+from realklipper import trees
+from realklipper.printer import Printer
+
+HEATER = "heater_generic chamber"
+ROOT = trees.ROOT
+CLI = ROOT / "package" / "panda-breath" / "panda-breath"
+CACHE = ROOT / ".cache" / "wheels"
+AUTHOR = ("-c", "user.name=t", "-c", "user.email=t@example.invalid")
+
+
+def make_origin(repo):
+    """What install.sh needs of this repository, committed on its own."""
+    for part in ("klipper", "package/panda-breath"):
+        shutil.copytree(ROOT / part, repo / part,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "install.sh", repo / "install.sh")
+    for args in (["init", "-q"], ["add", "."],
+                 [*AUTHOR, "commit", "-q", "-m", "c"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True,
+                       capture_output=True)
+    return repo
+
+
+def closed_url():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return "http://127.0.0.1:%d" % (s.getsockname()[1],)
+
+
+@pytest.fixture
+def home(tmp_path):
+    """A Klipper host's HOME: the built upstream tree as ~/klipper without
+    the module, a real venv as ~/klippy-env, a clone of this repository."""
+    try:
+        built = trees.prepare("upstream")
+    except trees.TreeMissing as e:
+        pytest.skip("real Klipper layer skipped: %s" % (e,))
+    home = tmp_path / "home"
+    shutil.copytree(built, home / "klipper", symlinks=True)
+    (home / "klipper" / "klippy" / "extras" / "panda_breath.py").unlink()
+    subprocess.run(["python3", "-m", "venv", str(home / "klippy-env")],
+                   check=True)
+    origin = make_origin(tmp_path / "origin")
+    subprocess.run(["git", "clone", "-q", str(origin),
+                    str(home / "panda-breath")], check=True)
+    (home / "printer_data" / "config").mkdir(parents=True)
+    (home / "gcodes").mkdir()
+    (home / "gcodes" / "long.gcode").write_text("G4 P600000\n")
+    return home
+
+
+def install(home, *args):
+    wheel.fetch(CACHE)
+    env = dict(os.environ, HOME=str(home), PIP_NO_INDEX="1",
+               PIP_FIND_LINKS=str(CACHE))
+    env.pop("PANDA_BREATH_CONFIG_DIR", None)
+    result = subprocess.run(
+        ["bash", str(home / "panda-breath" / "install.sh"), "--no-restart",
+         "--updater", "no", *map(str, args)], env=env, capture_output=True,
+        text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def cli_restart(home, printer, marker):
+    return subprocess.run(
+        [str(home / "klippy-env" / "bin" / "python"),
+         str(CLI), "restart", "--restart-cmd", "touch %s" % (marker,),
+         "--moonraker", closed_url(), "--klipper-socket", str(printer.sock)],
+        capture_output=True, text=True, timeout=60)
+
+
+def test_installed_tree_heats_and_uninstalls_cleanly(home, sim, tmp_path):
+    config = home / "printer_data" / "config"
+    sdcard = "[virtual_sdcard]\npath: %s\n" % (home / "gcodes",)
+    p = Printer(home / "klipper", "upstream", sdcard, config)
+    install(home, "--host", "127.0.0.1", "--port", sim.port)
+    assert "[include panda_breath.cfg]" in p.cfg.read_text()
+    marker = tmp_path / "restarted"
+    try:
+        p.start()
+        p.wait_for(lambda: p.status("panda_breath")["connected"])
+        p.wait_for(lambda: abs(p.status(HEATER)["temperature"]
+                               - sim.state()["sensor_temp"]) <= 1.5)
+        p.gcode("M141 S40")
+        sim.wait_for(lambda s: s["work_on"] and s["set_temp"] == 40)
+
+        # the command asks Klipper itself when Moonraker is not there
+        idle = cli_restart(home, p, marker)
+        assert idle.returncode == 0, idle.stdout + idle.stderr
+        assert "Klipper is not printing (Klipper's API socket" in idle.stdout
+        assert "standby" in idle.stdout and marker.exists()
+        marker.unlink()
+        p.gcode("SDCARD_PRINT_FILE FILENAME=long.gcode")
+        p.wait_for(lambda: p.status("print_stats")["state"] == "printing")
+        busy = cli_restart(home, p, marker)
+        assert busy.returncode == 1
+        assert "a print is printing (Klipper's API socket" in busy.stderr
+        assert not marker.exists()
+    finally:
+        p.stop()
+    assert "Traceback" not in p.log()
+
+    install(home, "--uninstall")
+    assert "panda_breath" not in p.cfg.read_text()
+    try:
+        p.start()
+        objects = p.api.call("objects/list")["objects"]
+        assert "panda_breath" not in objects and HEATER not in objects
+    finally:
+        p.stop()
