@@ -79,6 +79,14 @@ act() {
 
 interactive() { [ -t 0 ] && [ -t 1 ]; }
 
+# DIR as an absolute path (the command and moonraker.conf keep it).
+absolute() {
+    case "$1" in
+        /*) printf '%s\n' "$1" ;;
+        *) printf '%s\n' "$PWD/$1" ;;
+    esac
+}
+
 parse_args() {
     while [ $# -gt 0 ]; do
         case "$1" in
@@ -106,6 +114,10 @@ parse_args() {
         esac
         shift
     done
+    KLIPPER_DIR=$(absolute "$KLIPPER_DIR")
+    KLIPPY_ENV=$(absolute "$KLIPPY_ENV")
+    CONFIG_DIR=$(absolute "$CONFIG_DIR")
+    BIN_DIR=$(absolute "$BIN_DIR")
     MOONRAKER_CONF=${MOONRAKER_CONF:-$CONFIG_DIR/moonraker.conf}
     EXTRAS="$KLIPPER_DIR/klippy/extras"
     PY="$KLIPPY_ENV/bin/python"

@@ -6,11 +6,13 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 
 import pytest
 
 from package import wheel
 from realklipper import trees
+from realklipper.moonraker_server import Moonraker
 from realklipper.printer import Printer
 
 HEATER = "heater_generic chamber"
@@ -61,14 +63,14 @@ def home(tmp_path):
     return home
 
 
-def install(home, *args):
+def install(home, *args, updater="no"):
     wheel.fetch(CACHE)
     env = dict(os.environ, HOME=str(home), PIP_NO_INDEX="1",
                PIP_FIND_LINKS=str(CACHE))
     env.pop("PANDA_BREATH_CONFIG_DIR", None)
     result = subprocess.run(
         ["bash", str(home / "panda-breath" / "install.sh"), "--no-restart",
-         "--updater", "no", *map(str, args)], env=env, capture_output=True,
+         "--updater", updater, *map(str, args)], env=env, capture_output=True,
         text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
@@ -121,3 +123,48 @@ def test_installed_tree_heats_and_uninstalls_cleanly(home, sim, tmp_path):
         assert "panda_breath" not in objects and HEATER not in objects
     finally:
         p.stop()
+
+
+def test_moonraker_update_manager_tracks_the_clone(home, sim):
+    """The section install.sh adds is one real Moonraker accepts: it
+    finds the clone, its origin and branch, clean and up to date."""
+    try:
+        import libnacl  # noqa: F401
+        import moonraker  # noqa: F401
+    except (ImportError, OSError) as e:
+        pytest.skip("real Moonraker layer skipped: %s (run ./build.sh; "
+                    "Debian's libsodium23)" % (e,))
+    data = home / "printer_data"
+    server = Moonraker(data / "comms" / "klippy.sock", data,
+                       extra="\n[update_manager]\n"
+                             "enable_system_updates: False\n")
+    (data / "config" / "printer.cfg").write_text("[printer]\n")
+    install(home, "--host", "127.0.0.1", "--port", sim.port, updater="yes")
+    clone = home / "panda-breath"
+    try:
+        server.start()
+        server.wait_ready(klippy_state=None)
+        deadline = time.monotonic() + 60
+        while True:
+            info = server.get("/machine/update/status")["version_info"]
+            repo = info.get("panda-breath", {})
+            if repo.get("current_hash") not in (None, "?") and repo.get(
+                    "remote_hash") not in (None, "?"):
+                break
+            assert time.monotonic() < deadline, info
+            time.sleep(0.5)
+    finally:
+        server.stop()
+    head = git_out(clone, "rev-parse", "HEAD")
+    assert repo["detected_type"] == "git_repo"
+    assert repo["repo_detected"] is True and repo["corrupt"] is False
+    assert repo["is_valid"] is True and repo["is_dirty"] is False
+    assert repo["branch"] == git_out(clone, "branch", "--show-current")
+    assert repo["current_hash"] == repo["remote_hash"] == head
+    assert repo["configured_type"] == "git_repo"
+    assert repo["warnings"] == [] and repo["anomalies"] == []
+
+
+def git_out(repo, *args):
+    return subprocess.run(["git", "-C", str(repo), *args], check=True,
+                          capture_output=True, text=True).stdout.strip()

@@ -1,107 +1,18 @@
 """Real Moonraker (PyPI, pinned in requirements-dev.txt) in front of real
 Klipper running the module against the simulator: what Fluidd and
 Mainsail see and send goes through it."""
-import json
-import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
 import pytest
 from chamber import FAST, chamber_config
 
+from realklipper.moonraker_server import Moonraker
 from realklipper.trees import ROOT
 
 HEATER = "heater_generic chamber"
 CLI = ROOT / "package" / "panda-breath" / "panda-breath"
-CONF = """\
-[server]
-host: 127.0.0.1
-port: {port}
-klippy_uds_address: {sock}
-
-[machine]
-provider: none
-validate_service: False
-
-[authorization]
-trusted_clients:
-    127.0.0.0/8
-"""
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Moonraker:
-    """moonraker from the project's venv, on a loopback port."""
-
-    def __init__(self, printer, workdir):
-        self.port = free_port()
-        self.url = "http://127.0.0.1:%d" % (self.port,)
-        self.data = workdir / "printer_data"
-        (self.data / "config").mkdir(parents=True, exist_ok=True)
-        self.conf = self.data / "config" / "moonraker.conf"
-        self.conf.write_text(CONF.format(port=self.port, sock=printer.sock))
-        self.log = self.data / "moonraker.stderr"
-        with open(self.log, "ab") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "moonraker", "-d", str(self.data),
-                 "-c", str(self.conf), "-n"], stdout=err,
-                stderr=subprocess.STDOUT, start_new_session=True)
-
-    def get(self, path, **query):
-        url = self.url + path
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
-        with urllib.request.urlopen(url, timeout=10) as reply:
-            return json.load(reply)["result"]
-
-    def post(self, path, **query):
-        request = urllib.request.Request(
-            self.url + path + "?" + urllib.parse.urlencode(query),
-            data=b"", method="POST")
-        with urllib.request.urlopen(request, timeout=30) as reply:
-            return json.load(reply)["result"]
-
-    def query(self, *objects):
-        return self.get("/printer/objects/query?"
-                        + "&".join(urllib.parse.quote(o) for o in objects)
-                        )["status"]
-
-    def wait_ready(self, timeout=60.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError("moonraker exited: %s" % (
-                    self.log.read_text(errors="replace")[-3000:],))
-            try:
-                if self.get("/server/info")["klippy_state"] == "ready":
-                    return
-            except (OSError, urllib.error.URLError, ValueError, KeyError):
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("moonraker not ready in %.0f s" % (
-                    timeout,))
-            time.sleep(0.2)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(5)
-
-
 @pytest.fixture
 def moonraker(printer, sim, tmp_path):
     try:
@@ -119,8 +30,9 @@ def moonraker(printer, sim, tmp_path):
     (gcodes / "long.gcode").write_text("G4 P600000\n")
     p = printer(chamber_config(sim.port, options=FAST)
                 + "\n[virtual_sdcard]\npath: %s\n" % (gcodes,))
-    server = Moonraker(p, tmp_path / "mr")
+    server = Moonraker(p.sock, tmp_path / "mr" / "printer_data")
     try:
+        server.start()
         server.wait_ready()
         yield server
     finally:
