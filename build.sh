@@ -73,6 +73,8 @@ cmd_test() {
     # Maintainer and overlay scripts are also run under BusyBox ash, the
     # shell of the U1 and of the QEMU guest.
     need_apt busybox
+    # Moonraker's authorization (libnacl) loads libsodium.
+    need_apt libsodium23
     cmd_build >/dev/null
     local rc=0
     "$PY" -m pytest "$@" || rc=$?
