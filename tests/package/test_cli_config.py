@@ -288,3 +288,14 @@ def load_cli():
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
     return module
+
+
+def test_config_is_read_with_klippers_rules():
+    cli = load_cli()
+    config = cli.Config(
+        "[panda_breath]\nhost = 10.0.0.2  ; the device\nport=8080\n"
+        "[gcode_macro X]\ngcode:\n  port: 1\n"
+        "[heater_generic chamber]\nsensor_type: panda_breath\n"
+        "min_temp: 5\nmax_temp: 55\n", "test")
+    assert (config.host, config.port, config.limits) == (
+        "10.0.0.2", 8080, (5.0, 55.0))
