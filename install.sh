@@ -28,6 +28,7 @@ MOONRAKER_CONF=${MOONRAKER_CONF:-}
 BIN_DIR=${PANDA_BREATH_BIN_DIR:-$HOME/.local/bin}
 RESTART_CMD=${KLIPPER_RESTART_CMD:-}
 HOST="" PORT="" UPDATER=ask RESTART=yes DRY_RUN="" UNINSTALL=""
+NOT_RESTARTED=""
 RESTART_OPTS=()
 CHANGED=""
 
@@ -334,6 +335,9 @@ restart() {
 
 # -- uninstall -------------------------------------------------------------
 
+# The config and its include go first, and Klipper restarts at once
+# without them (panda-breath disable: never during a print; it also
+# switches off a device left heating for the Klipper it stopped).
 remove_config() {
     if [ ! -e "$CONFIG" ] && \
             ! grep -Eq "$INCLUDE_RE" "$CONFIG_DIR/printer.cfg"; then
@@ -341,7 +345,20 @@ remove_config() {
         return
     fi
     say "config: removing $CONFIG and its include"
-    act cli disable --config-dir "$CONFIG_DIR" --no-restart
+    local args=(disable --config-dir "$CONFIG_DIR")
+    if [ "$RESTART" = no ]; then
+        args+=(--no-restart)
+    else
+        args+=("${RESTART_OPTS[@]}")
+        [ -n "$RESTART_CMD" ] && args+=(--restart-cmd "$RESTART_CMD")
+    fi
+    if ! act cli "${args[@]}"; then
+        if [ -e "$CONFIG" ] \
+                || grep -Eq "$INCLUDE_RE" "$CONFIG_DIR/printer.cfg"; then
+            die "panda-breath disable failed (above): nothing else removed"
+        fi
+        NOT_RESTARTED=1
+    fi
     CHANGED=1
 }
 
@@ -388,7 +405,6 @@ unlink_module() {
         say "module: removing $target"
         act rm -f "$target"
         act sh -c 'rm -f "$1"/__pycache__/panda_breath.*.pyc' _ "$EXTRAS"
-        CHANGED=1
     else
         say "module: not in $EXTRAS"
     fi
@@ -420,9 +436,14 @@ main() {
         remove_command
         unlink_module
         remove_deps
-        restart
+        [ -n "$CHANGED" ] || say "restart: nothing changed, Klipper keeps" \
+            "running"
         say "panda-breath removed. This clone ($REPO) stays; delete it" \
             "if you like."
+        if [ -n "$NOT_RESTARTED" ]; then
+            die "Klipper was not restarted (above): it unloads panda-breath" \
+                "at its next restart"
+        fi
         return
     fi
     link

@@ -299,3 +299,55 @@ def test_config_is_read_with_klippers_rules():
         "min_temp: 5\nmax_temp: 55\n", "test")
     assert (config.host, config.port, config.limits) == (
         "10.0.0.2", 8080, (5.0, 55.0))
+
+
+# disable after Klipper is gone
+
+def disable_with_restart(config_dir, tmp_path, *extra):
+    return run_cli("disable", "--config-dir", config_dir, "--restart-cmd",
+                   f"touch {tmp_path / 'restarted'}", *NO_PRINTER, *extra)
+
+
+def test_disable_switches_off_a_device_left_heating_for_klipper(
+        config_dir, tmp_path):
+    with Simulator(push_interval=0.1) as device:
+        assert setup(device, config_dir, "--no-restart").returncode == 0
+        device.press(work_on=True, work_mode=2, set_temp=45)
+        result = disable_with_restart(config_dir, tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "switched the Panda Breath at 127.0.0.1" in result.stdout
+        device.wait_for(lambda s: not s["work_on"])
+        assert [(k, v) for _, k, v in device.settings_writes()] == [
+            ("work_on", False)]
+
+
+def test_disable_leaves_a_session_started_on_the_device(config_dir,
+                                                        tmp_path):
+    with Simulator(push_interval=0.1) as device:
+        assert setup(device, config_dir, "--no-restart").returncode == 0
+        device.press(work_on=True, work_mode=1)      # auto mode
+        result = disable_with_restart(config_dir, tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert device.settings_writes() == []
+        assert device.state()["work_on"]
+
+
+def test_disable_without_a_restart_leaves_the_device_to_klipper(
+        config_dir, tmp_path):
+    with Simulator(push_interval=0.1) as device:
+        assert setup(device, config_dir, "--no-restart").returncode == 0
+        device.press(work_on=True, work_mode=2, set_temp=45)
+        result = run_cli("disable", "--config-dir", config_dir,
+                         "--no-restart")
+        assert result.returncode == 0
+        assert device.settings_writes() == [] and device.state()["work_on"]
+
+
+def test_disable_with_the_device_gone_warns(config_dir, tmp_path):
+    (config_dir / "panda_breath.cfg").write_text(
+        "[panda_breath]\nhost: 127.0.0.1\nport: 9\n")
+    result = disable_with_restart(config_dir, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "WARNING: could not check that the Panda Breath is off" \
+        in result.stdout
+    assert not (config_dir / "panda_breath.cfg").exists()

@@ -6,9 +6,11 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
+from chamber import FAST, chamber_config
 
 from package import wheel
 from realklipper import trees
@@ -58,39 +60,27 @@ def home(tmp_path):
     subprocess.run(["git", "clone", "-q", str(origin),
                     str(home / "panda-breath")], check=True)
     (home / "printer_data" / "config").mkdir(parents=True)
-    (home / "gcodes").mkdir()
-    (home / "gcodes" / "long.gcode").write_text("G4 P600000\n")
     return home
 
 
-def install(home, *args, updater="no"):
+def install(home, *args, updater="no", restart=("--no-restart",)):
     wheel.fetch(CACHE)
     env = dict(os.environ, HOME=str(home), PIP_NO_INDEX="1",
                PIP_FIND_LINKS=str(CACHE))
     env.pop("PANDA_BREATH_CONFIG_DIR", None)
     result = subprocess.run(
-        ["bash", str(home / "panda-breath" / "install.sh"), "--no-restart",
+        ["bash", str(home / "panda-breath" / "install.sh"), *restart,
          "--updater", updater, *map(str, args)], env=env, capture_output=True,
         text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
 
-def cli_restart(home, printer, marker):
-    return subprocess.run(
-        [str(home / "klippy-env" / "bin" / "python"),
-         str(CLI), "restart", "--restart-cmd", "touch %s" % (marker,),
-         "--moonraker", closed_url(), "--klipper-socket", str(printer.sock)],
-        capture_output=True, text=True, timeout=60)
-
-
-def test_installed_tree_heats_and_uninstalls_cleanly(home, sim, tmp_path):
+def test_installed_tree_heats_and_uninstalls_cleanly(home, sim):
     config = home / "printer_data" / "config"
-    sdcard = "[virtual_sdcard]\npath: %s\n" % (home / "gcodes",)
-    p = Printer(home / "klipper", "upstream", sdcard, config)
+    p = Printer(home / "klipper", "upstream", "", config)
     install(home, "--host", "127.0.0.1", "--port", sim.port)
     assert "[include panda_breath.cfg]" in p.cfg.read_text()
-    marker = tmp_path / "restarted"
     try:
         p.start()
         p.wait_for(lambda: p.status("panda_breath")["connected"])
@@ -98,24 +88,20 @@ def test_installed_tree_heats_and_uninstalls_cleanly(home, sim, tmp_path):
                                - sim.state()["sensor_temp"]) <= 1.5)
         p.gcode("M141 S40")
         sim.wait_for(lambda s: s["work_on"] and s["set_temp"] == 40)
-
-        # the command asks Klipper itself when Moonraker is not there
-        idle = cli_restart(home, p, marker)
-        assert idle.returncode == 0, idle.stdout + idle.stderr
-        assert "Klipper is not printing (Klipper's API socket" in idle.stdout
-        assert "standby" in idle.stdout and marker.exists()
-        marker.unlink()
-        p.gcode("SDCARD_PRINT_FILE FILENAME=long.gcode")
-        p.wait_for(lambda: p.status("print_stats")["state"] == "printing")
-        busy = cli_restart(home, p, marker)
-        assert busy.returncode == 1
-        assert "a print is printing (Klipper's API socket" in busy.stderr
-        assert not marker.exists()
+        # `systemctl restart klipper` is a SIGTERM: Klipper's extras get
+        # no chance to switch the device off, so the command does
+        sigterm = ("--restart-cmd", "kill -TERM %d" % (p.klippy.pid,),
+                   "--moonraker", closed_url(), "--klipper-socket", p.sock)
+        result = install(home, "--uninstall", restart=sigterm)
+        # no virtual_sdcard, so no print_stats: no print to spoil
+        assert "Klipper is not printing (Klipper's API socket" \
+            in result.stdout and "no print_stats" in result.stdout
+        assert "switched the Panda Breath at 127.0.0.1:%d off" % (
+            sim.port,) in result.stdout
+        sim.wait_for(lambda s: not s["work_on"])
     finally:
         p.stop()
     assert "Traceback" not in p.log()
-
-    install(home, "--uninstall")
     assert "panda_breath" not in p.cfg.read_text()
     try:
         p.start()
@@ -123,6 +109,36 @@ def test_installed_tree_heats_and_uninstalls_cleanly(home, sim, tmp_path):
         assert "panda_breath" not in objects and HEATER not in objects
     finally:
         p.stop()
+
+
+def cli_restart(printer, marker):
+    return subprocess.run(
+        [sys.executable, str(CLI), "restart", "--restart-cmd",
+         "touch %s" % (marker,), "--moonraker", closed_url(),
+         "--klipper-socket", str(printer.sock)],
+        capture_output=True, text=True, timeout=60)
+
+
+def test_cli_asks_klipper_itself_before_a_restart(printer, sim, tmp_path):
+    """Without Moonraker the command asks Klipper's API socket, and
+    refuses during a real print (virtual_sdcard)."""
+    gcodes = tmp_path / "gcodes"
+    gcodes.mkdir()
+    (gcodes / "long.gcode").write_text("G4 P600000\n")
+    p = printer(chamber_config(sim.port, options=FAST)
+                + "\n[virtual_sdcard]\npath: %s\n" % (gcodes,))
+    marker = tmp_path / "restarted"
+    idle = cli_restart(p, marker)
+    assert idle.returncode == 0, idle.stdout + idle.stderr
+    assert "Klipper is not printing (Klipper's API socket" in idle.stdout
+    assert "standby" in idle.stdout and marker.exists()
+    marker.unlink()
+    p.gcode("SDCARD_PRINT_FILE FILENAME=long.gcode")
+    p.wait_for(lambda: p.status("print_stats")["state"] == "printing")
+    busy = cli_restart(p, marker)
+    assert busy.returncode == 1
+    assert "a print is printing (Klipper's API socket" in busy.stderr
+    assert not marker.exists()
 
 
 def test_moonraker_update_manager_tracks_the_clone(home, sim):
