@@ -76,7 +76,7 @@ def test_scenario_without_packages_names_what_is_missing(tmp_path,
     (tmp_path / "dist" / "python3-websocket_1.9.2-1_aarch64-3.10.ipk"
      ).write_bytes(b"")
     with pytest.raises(StageError) as e:
-        qemu_stage.scenario_payload(tmp_path / "payload")
+        qemu_stage.scenario_payload(tmp_path / "payload", tmp_path / "dist")
     assert "panda-breath_*.ipk" in str(e.value)
     assert "panda-breath-overlay-*.tar.gz" in str(e.value)
     assert "python3-websocket" not in str(e.value)
