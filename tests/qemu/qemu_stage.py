@@ -1,19 +1,23 @@
 """The aarch64 QEMU stage: boot a Debian arm64 guest and run a payload.
 
 The guest is a Debian arm64 kernel plus an initramfs assembled from arm64
-.debs (busybox-static, Python 3.11 and the libraries they need), laid out
-like a Snapmaker U1.  A payload directory is packed into the initramfs at
-/payload; the guest's /init runs /payload/run, prints a result marker with
-its exit code on the serial console and powers off.
+.debs (busybox-static, Python 3.11 and the libraries the U1's klippy
+imports), laid out like a Snapmaker U1.  For the shipped scenario a second
+layer adds the U1's own software: its Klipper fork cross-built for aarch64
+and the devel build's opkg.  A payload directory is packed in at /payload;
+the guest's /init runs /payload/run, prints a result marker with its exit
+code on the serial console and powers off.  The scenario's device (the
+simulator) runs on the host, reached through QEMU's restricted network.
 
     python3 tests/qemu/qemu_stage.py                 # the shipped scenario
     python3 tests/qemu/qemu_stage.py --payload DIR   # any payload (tests)
     python3 tests/qemu/qemu_stage.py --prepare       # fetch + build only
 
-Downloads and the built base image are cached under .cache/qemu/, keyed by
-the resolved package versions; the apt metadata for arm64 lives there too,
-in a private apt configuration that lists only the host's Debian mirrors
-(the host's own apt state and architectures are left alone).
+Downloads, the built images and the Klipper build are cached under
+.cache/qemu/, keyed by the resolved package versions and the trees'
+content; the apt metadata for arm64 lives there too, in a private apt
+configuration that lists only the host's Debian mirrors (the host's own
+apt state and architectures are left alone).
 """
 
 import argparse
