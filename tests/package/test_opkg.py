@@ -279,3 +279,26 @@ def test_install_by_name_from_a_file_feed(opkg_binary, dist, tmp_path,
         name: arch for name in NAMES}
     assert status["python3-websocket"]["Auto-Installed"] == "yes"
     assert (root / MODULE).is_file()
+
+
+@pytest.mark.parametrize("command", [["upgrade", "panda-breath"],
+                                     ["upgrade"]])
+def test_upgrade_from_the_feed_as_the_docs_say(opkg_binary, dist, old_dist,
+                                               tmp_path, command):
+    """An older release installed from files, then `opkg update` and
+    `opkg upgrade [panda-breath]` with the new feed (docs/install.md)."""
+    root = make_u1_root(tmp_path / "root")
+    opkg = Opkg(root, U1_CONF.format(feed=dist / "feed"), tmp_path / "w")
+    old = packages(old_dist, build.U1_ARCH)
+    install_both(opkg, old)
+    opkg.ok("update")
+    result = opkg.ok(*command)
+    assert "Upgrading panda-breath on root from 0.0.0 to" in result.output
+    new = packages(dist, build.U1_ARCH)
+    status = opkg.status()
+    assert status["panda-breath"]["Version"] == Ipk(
+        new["panda-breath"]).fields["Version"]
+    assert (root / MODULE).read_bytes() == Ipk(new["panda-breath"]).data \
+        .extractfile(f"./{MODULE}").read()
+    if command == ["upgrade"]:
+        assert status["python3-websocket"]["Version"] == "1.9.2-1"
