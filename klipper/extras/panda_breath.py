@@ -1128,7 +1128,7 @@ class PandaBreath:
         return self.heater.get_status(self.reactor.monotonic())['target']
     def _say_fitted(self, gcmd, notes):
         for note in notes:
-            gcmd.respond_info("Panda Breath: %s" % (note,))
+            gcmd.respond_info(note)
     cmd_PANDA_BREATH_DRY_START_help = (
         "Dry filament (the community module's name for PANDA_BREATH_DRY):"
         " TEMP=<0-80> HOURS=<1-12>")
@@ -1174,8 +1174,9 @@ def fitted_params(gcmd, params):
                                    maxval=accepted[1]))
         fitted = max(allowed[0], min(allowed[1], value))
         if fitted != value:
-            notes.append("%s=%d sent as %d (the device allows %d-%d)"
-                         % (name, value, fitted, allowed[0], allowed[1]))
+            notes.append("Panda Breath: %s=%d sent as %d (the device allows"
+                         " %d to %d)" % (name, value, fitted, allowed[0],
+                                      allowed[1]))
         values.append(fitted)
     return values, notes
 

@@ -132,10 +132,10 @@ def test_auto_fits_values_the_device_does_not_allow_and_says_so(
     state = sim.state()
     assert (state["set_temp"], state["hotbedtemp"], state["filtertemp"]) \
         == (60, 40, 0)
-    assert "// Panda Breath: TARGET=75 sent as 60 (the device allows 0-60)" \
+    assert "// Panda Breath: TARGET=75 sent as 60 (the device allows 0 to 60)" \
         in out
     assert "// Panda Breath: HOTBEDTEMP=20 sent as 40 (the device allows" \
-        " 40-120)" in out
+        " 40 to 120)" in out
 
 
 @pytest.mark.parametrize("params, words", [
@@ -173,7 +173,7 @@ def test_dry_start_fits_the_temperature_and_says_so(printer):
     wait_device(k, sim, lambda s: s["isrunning"] and s["work_mode"] == 3)
     state = sim.state()
     assert (state["filament_temp"], state["filament_timer"]) == (60, 12)
-    assert "// Panda Breath: TEMP=75 sent as 60 (the device allows 40-60)" \
+    assert "// Panda Breath: TEMP=75 sent as 60 (the device allows 40 to 60)" \
         in out
 
 
