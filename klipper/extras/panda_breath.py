@@ -22,7 +22,9 @@ except ImportError:
 
 REPORT_TIME = 0.5       # the device pushes a reading about every 500 ms
 SILENCE = 3 * REPORT_TIME
-TARGET_WATCH_TIME = 0.015     # Klipper has no target-change hook
+# Klipper has no target-change event: the target is looked at after each
+# of these commands, and with every report for changes made elsewhere.
+TARGET_COMMANDS = ('SET_HEATER_TEMPERATURE', 'TURN_OFF_HEATERS')
 DEVICE_MAX_TEMP = 60
 MAX_FRAME = 64 * 1024
 MAX_FRAME_RATE = 200    # frames a second; the device sends about 2
@@ -640,7 +642,7 @@ class PandaBreath:
         self.events = []
         self.events_lock = threading.Lock()
         self.events_pending = False
-        self.watch_timer = self.hold_timer = None
+        self.report_timer = None
         self.gcode = printer.lookup_object('gcode')
         pheaters = printer.load_object(config, 'heaters')
         pheaters.add_sensor_factory('panda_breath', self._make_sensor)
@@ -687,10 +689,13 @@ class PandaBreath:
                 " sensor_type: panda_breath and heater_pin: panda_breath:pwm")
         pheaters = self.printer.lookup_object('heaters')
         self.heater = pheaters.lookup_heater(self.heater_name)
-        self.watch_timer = self.reactor.register_timer(
-            self._watch_target, self.reactor.NOW)
-        self.hold_timer = self.reactor.register_timer(
-            self._hold_reading, self.reactor.NOW)
+        for name in TARGET_COMMANDS:
+            handler = self.gcode.register_command(name, None)
+            if handler is not None:
+                # Re-registered as gcode_macro's rename_existing does
+                self.gcode.register_command(name, self._then_check(handler))
+        self.report_timer = self.reactor.register_timer(
+            self._every_report, self.reactor.NOW)
         self.link = DeviceLink(self.url, self._notify, self.options)
         self.link.start()
     def _handle_shutdown(self):
@@ -701,10 +706,9 @@ class PandaBreath:
             self._send(off_frames())
             self.owned = False
     def _handle_disconnect(self):
-        for timer in (self.watch_timer, self.hold_timer):
-            if timer is not None:
-                self.reactor.unregister_timer(timer)
-        self.watch_timer = self.hold_timer = None
+        if self.report_timer is not None:
+            self.reactor.unregister_timer(self.report_timer)
+        self.report_timer = None
         if self.pin is not None:
             self.reactor.unregister_timer(self.pin.watchdog)
         if self.link is None:
@@ -809,7 +813,8 @@ class PandaBreath:
         if self.sensor is not None and not self.shutdown:
             read_time = self.mcu.estimated_print_time(eventtime)
             self.sensor.deliver(read_time, self.reading)
-    def _hold_reading(self, eventtime):
+    def _every_report(self, eventtime):
+        self._check_target()
         # While readings are missing, hold the last one for stale_grace so
         # a short link blink does not trip verify_heater; after that
         # Klipper's own stale-sensor rules decide.
@@ -819,12 +824,18 @@ class PandaBreath:
             self._deliver(eventtime)
         return eventtime + REPORT_TIME
     # Target
-    def _watch_target(self, eventtime):
-        target = self.heater.get_status(eventtime)['target']
+    def _then_check(self, handler):
+        def run(gcmd):
+            try:
+                handler(gcmd)
+            finally:
+                self._check_target()
+        return run
+    def _check_target(self):
+        target = self.heater.get_temp(self.reactor.monotonic())[1]
         if target != self.target:
             self.target = target
             self.apply_target("target changed")
-        return eventtime + TARGET_WATCH_TIME
     def _wanted(self):
         if self.shutdown or (self.pin is not None and self.pin.expired):
             return 0.
