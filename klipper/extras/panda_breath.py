@@ -1040,7 +1040,8 @@ class PandaBreath:
         gcmd.respond_info("Panda Breath: filament drying stopped")
     cmd_PANDA_BREATH_AUTO_help = (
         "Heat and filter while the bed is hot: TARGET=<0-60> HEAT_AT=<bed"
-        " 40-120> FAN_AT=<bed 0-120>, or ENABLE=0")
+        " 40-120> FAN_AT=<bed 0-120> (or HOTBEDTEMP, FILTERTEMP), or"
+        " ENABLE=0")
     def cmd_PANDA_BREATH_AUTO(self, gcmd):
         if not gcmd.get_int('ENABLE', 1, minval=0, maxval=1):
             if not self.connected:
