@@ -19,7 +19,8 @@ PREFIX = f"overlays/{build.OVERLAY}"
 SCRIPT = f"{PREFIX}/scripts/02-install-panda-breath.sh"
 MODULE = "home/lava/klipper/klippy/extras/panda_breath.py"
 CONFIG = "home/lava/printer_data/config"
-SHELLS = ["sh"] + (["busybox"] if BUSYBOX else [])
+# its shebang (/bin/sh), bash (the firmware's own scripts), BusyBox ash
+SHELLS = ["sh", "bash"] + (["busybox"] if BUSYBOX else [])
 UNSHARE = shutil.which("unshare")
 OFFLINE = [UNSHARE, "--net"] if UNSHARE and subprocess.run(
     [UNSHARE, "--net", "true"], capture_output=True).returncode == 0 \
@@ -56,7 +57,9 @@ def run_script(checkout, rootfs, shell="sh", env=None):
     checkout root; with shell "busybox", only BusyBox's tools on PATH."""
     env = env or build_env(checkout, rootfs)
     command = [f"./{SCRIPT}", str(rootfs)]
-    if shell == "busybox":
+    if shell == "bash":
+        command = ["bash", *command]
+    elif shell == "busybox":
         env["PATH"] = str(busybox_bin(rootfs.parent / "busybox-bin"))
         command = [BUSYBOX, "sh", *command]
     return subprocess.run(
@@ -167,8 +170,9 @@ def test_script_without_klipper_in_the_rootfs_refuses(firmware):
     assert not (rootfs / "usr/bin/panda-breath").exists()
 
 
+@pytest.mark.parametrize("shell", SHELLS)
 def test_module_lands_in_extras_wherever_the_package_keeps_it(firmware,
-                                                             u1_ipks):
+                                                             u1_ipks, shell):
     """A package may keep panda_breath.py elsewhere and link it into
     Klipper's extras from a maintainer script, which the build does not
     run: the module still lands in extras, as a file."""
@@ -191,7 +195,7 @@ def test_module_lands_in_extras_wherever_the_package_keeps_it(firmware,
         Member("./data.tar.gz", archive.tar_gz(moved, 0)),
         Member("./control.tar.gz", archive.tar_gz(control, 0))], 0)
     (checkout / PREFIX / "packages" / ipk.path.name).write_bytes(raw)
-    result = run_script(checkout, rootfs)
+    result = run_script(checkout, rootfs, shell)
     assert result.returncode == 0, result.stderr
     module = rootfs / MODULE
     assert module.is_file() and not module.is_symlink()
