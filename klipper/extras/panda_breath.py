@@ -1182,8 +1182,11 @@ def fitted_params(gcmd, params):
     each one fitted into what the device allows."""
     values, notes = [], []
     for name, default, accepted, allowed in params:
-        value = int(gcmd.get_float(name, default, minval=accepted[0],
-                                   maxval=accepted[1]))
+        value = gcmd.get_float(name, default, minval=accepted[0],
+                               maxval=accepted[1])
+        if math.isnan(value):
+            raise gcmd.error("%s must be a number" % (name,))
+        value = int(value)
         fitted = max(allowed[0], min(allowed[1], value))
         if fitted != value:
             notes.append("Panda Breath: %s=%d sent as %d (the device allows"

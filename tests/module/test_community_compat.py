@@ -144,6 +144,7 @@ def test_auto_fits_values_the_device_does_not_allow_and_says_so(
     ("FILTERTEMP=121", "FILTERTEMP must have maximum of 120"),
     ("HOTBEDTEMP=-5", "HOTBEDTEMP must have minimum of 0"),
     ("HOTBEDTEMP=hot", "HOTBEDTEMP"),
+    ("TARGET=nan", "TARGET must be a number"),
     ("TARGET=45 HEAT_AT=90 FILTERTEMP=30", "not both"),
 ])
 def test_auto_out_of_community_range_is_refused_and_nothing_sent(
@@ -181,6 +182,7 @@ def test_dry_start_fits_the_temperature_and_says_so(printer):
     ("TEMP=81", "TEMP must have maximum of 80"),
     ("HOURS=13", "HOURS must have maximum of 12"),
     ("HOURS=0", "HOURS must have minimum of 1"),
+    ("TEMP=NaN", "TEMP must be a number"),
 ])
 def test_dry_start_out_of_community_range_is_refused(
         printer, params, words):
