@@ -23,7 +23,7 @@ except ImportError:
 REPORT_TIME = 0.5       # the device pushes a reading about every 500 ms
 SILENCE = 3 * REPORT_TIME
 # Klipper has no target-change event: the target is looked at after each
-# of these commands, and with every report for changes made elsewhere.
+# of these commands, and with every reading for changes made elsewhere.
 TARGET_COMMANDS = ('SET_HEATER_TEMPERATURE', 'TURN_OFF_HEATERS')
 DEVICE_MAX_TEMP = 60
 MAX_FRAME = 64 * 1024
@@ -642,7 +642,7 @@ class PandaBreath:
         self.events = []
         self.events_lock = threading.Lock()
         self.events_pending = False
-        self.report_timer = None
+        self.hold_timer = None
         self.gcode = printer.lookup_object('gcode')
         pheaters = printer.load_object(config, 'heaters')
         pheaters.add_sensor_factory('panda_breath', self._make_sensor)
@@ -694,8 +694,8 @@ class PandaBreath:
             if handler is not None:
                 # Re-registered as gcode_macro's rename_existing does
                 self.gcode.register_command(name, self._then_check(handler))
-        self.report_timer = self.reactor.register_timer(
-            self._every_report, self.reactor.NOW)
+        self.hold_timer = self.reactor.register_timer(
+            self._hold_reading, self.reactor.NOW)
         self.link = DeviceLink(self.url, self._notify, self.options)
         self.link.start()
     def _handle_shutdown(self):
@@ -706,9 +706,9 @@ class PandaBreath:
             self._send(off_frames())
             self.owned = False
     def _handle_disconnect(self):
-        if self.report_timer is not None:
-            self.reactor.unregister_timer(self.report_timer)
-        self.report_timer = None
+        if self.hold_timer is not None:
+            self.reactor.unregister_timer(self.hold_timer)
+        self.hold_timer = None
         if self.pin is not None:
             self.reactor.unregister_timer(self.pin.watchdog)
         if self.link is None:
@@ -772,6 +772,7 @@ class PandaBreath:
                          self.url, reason)
         self.connected = False
         self._note_error('link', reason)
+        self.reactor.update_timer(self.hold_timer, self.reactor.NOW)
     def _update(self, eventtime, settings):
         printer = settings.pop('printer', None)
         if printer:
@@ -799,7 +800,10 @@ class PandaBreath:
         if temp is not None:
             self.reading = temp
             self.reading_time = eventtime
+            self._check_target()
             self._deliver(eventtime)
+            # Readings flow: no timer wakes Klipper while they do.
+            self.reactor.update_timer(self.hold_timer, self.reactor.NEVER)
     def _note_error(self, kind, text):
         self.last_error = text
         now = self.reactor.monotonic()
@@ -813,11 +817,12 @@ class PandaBreath:
         if self.sensor is not None and not self.shutdown:
             read_time = self.mcu.estimated_print_time(eventtime)
             self.sensor.deliver(read_time, self.reading)
-    def _every_report(self, eventtime):
-        self._check_target()
-        # While readings are missing, hold the last one for stale_grace so
-        # a short link blink does not trip verify_heater; after that
+    def _hold_reading(self, eventtime):
+        # Runs while readings are missing (before the first one and while
+        # the link is down).  Holds the last reading for stale_grace so a
+        # short link blink does not trip verify_heater; after that
         # Klipper's own stale-sensor rules decide.
+        self._check_target()
         if (self.reading is not None
                 and eventtime - self.delivered_time >= 1.5 * REPORT_TIME
                 and eventtime - self.reading_time <= self.stale_grace):
@@ -832,6 +837,8 @@ class PandaBreath:
                 self._check_target()
         return run
     def _check_target(self):
+        if self.heater is None:
+            return      # no heater section: Klipper never sets a target
         target = self.heater.get_temp(self.reactor.monotonic())[1]
         if target != self.target:
             self.target = target
@@ -1132,6 +1139,8 @@ class PandaBreath:
         # G-code commands), and owners' configs rely on it.
         logging.info("panda_breath: no [heater_generic] uses sensor_type"
                      " panda_breath: running without a Klipper heater")
+        self.hold_timer = self.reactor.register_timer(
+            self._hold_reading, self.reactor.NOW)
         self.link = DeviceLink(self.url, self._notify, self.options)
         self.link.start()
     def _heater_target(self):
