@@ -72,12 +72,20 @@ def test_dry_preset_custom_stop_and_a_chamber_target(printer, sim):
     p.gcode("PANDA_BREATH_DRY_STOP")
     sim.wait_for(lambda s: not s["work_on"])
     assert writes(sim) == [("isrunning", 0), ("work_on", False)]
-    assert not sim.state()["heat_request"]
+    sim.wait_for(lambda s: not s["heat_request"])
     assert link(p)["session"] is None
     sim.clear_frames()
     assert any("not drying" in line
                for line in p.output("PANDA_BREATH_DRY_STOP"))
     assert writes(sim) == []
+    p.gcode("PANDA_BREATH_DRY PRESET=petg")
+    sim.wait_for(lambda s: drying(s) and s["drying_temp"] == 60)
+    assert writes(sim)[0] == ("filament_drying_mode", 2)
+    line = p.output("PANDA_BREATH_STATUS")[-1]
+    assert "on, drying" in line and "720 min left" in line
+    p.gcode("PANDA_BREATH_DRY_STOP")
+    sim.wait_for(lambda s: not s["work_on"])
+    sim.clear_frames()
     out = p.output("PANDA_BREATH_DRY TEMP=45 HOURS=3")
     assert any("drying filament at 45C for 3 h" in line for line in out)
     sim.wait_for(drying)
