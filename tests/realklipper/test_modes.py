@@ -146,8 +146,7 @@ def test_end_of_cycle_is_announced_and_not_a_session_after_restart(
     p = printer()
     p.gcode("PANDA_BREATH_DRY TEMP=45 HOURS=1")
     p.wait_console("drying finished")
-    state = sim.state()
-    assert state["isrunning"] == 0 and not state["heat_request"]
+    sim.wait_for(lambda s: s["isrunning"] == 0 and not s["heat_request"])
     status = link(p)
     assert status["drying_minutes_left"] is None
     assert status["session"] is None
