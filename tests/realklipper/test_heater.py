@@ -2,9 +2,12 @@
 state at connect.  Every test checks what the device really received or
 did (the simulator's frames and state) and what Klipper reports through
 its API socket."""
+import time
+
 import pytest
 
 from realklipper.api import APIError
+from realklipper.conftest import MAX_DURATION
 from realklipper.helpers import HEAT_45, HEATER, link, set_target, writes
 
 
@@ -119,3 +122,23 @@ def test_firmware_v100_gets_its_own_keys_and_mode_numbers(printer, sim):
     with pytest.raises(APIError, match="panda-breath bind"):
         p.gcode("PANDA_BREATH_AUTO TARGET=45 HEAT_AT=60 FAN_AT=40")
     assert writes(sim) == []
+
+
+# The chamber barely warms, so Klipper's watermark asks for full power
+# all along and refreshes the pin only as its max_duration requires.
+@pytest.mark.sim(speed=0.02)
+def test_steady_heating_is_refreshed_before_the_pin_watchdog_expires(
+        printer, sim, klipper_tree):
+    # The U1 fork gives heater pins 7 s and refreshes them every 3.5 s;
+    # a watchdog that ignored setup_max_duration (upstream's 3 s) would
+    # turn the device off between two refreshes.
+    p = printer()
+    set_target(p, 45)
+    sim.wait_for(lambda s: s["work_on"])
+    p.wait_for(lambda: p.status(HEATER)["power"] > 0)
+    deadline = time.monotonic() + 2 * MAX_DURATION[klipper_tree[0]] + 1
+    while time.monotonic() < deadline:
+        assert link(p)["target"] == 45
+        time.sleep(0.1)
+    assert ("work_on", False) not in writes(sim)
+    assert sim.state()["work_on"]
