@@ -7,6 +7,7 @@ test every printer is stopped and checked: the reactor was never held
 longer than STALL_LIMIT, and klippy wrote no traceback."""
 import pytest
 from chamber import FAST, chamber_config
+from moonraker_endpoint import MoonrakerEndpoint
 
 from realklipper import trees
 from realklipper.printer import Printer
@@ -42,6 +43,14 @@ def sim(request):
     with Simulator(**options) as device:
         device.press(work_on=False)
         yield device
+
+
+@pytest.fixture
+def moonraker():
+    """A Moonraker-like endpoint on loopback for a bound device to poll;
+    set its bed_target."""
+    with MoonrakerEndpoint() as endpoint:
+        yield endpoint
 
 
 def check_printer(p):

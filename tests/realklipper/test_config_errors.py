@@ -50,9 +50,11 @@ def test_heater_section_before_panda_breath_is_refused(printer):
     assert "Unknown temperature sensor 'panda_breath'" in message
 
 
-def test_panda_breath_without_a_heater_is_a_config_error(printer):
-    message = startup_error(printer, "[panda_breath]\nhost: 127.0.0.1\n")
-    assert "heater_generic" in message
+def test_panda_breath_without_a_heater_loads(printer, sim):
+    # as the community module did: owners' manual-mode configs rely on it
+    p = printer(config="[panda_breath]\nhost: 127.0.0.1\nport: %d\n"
+                % (sim.port,))
+    assert p.status("heaters")["available_heaters"] == []
 
 
 def test_second_heater_on_the_same_device_is_refused(printer):

@@ -4,15 +4,11 @@ PANDA_BREATH_AUTO, and the example macros of panda_breath_modes.cfg.
 For auto mode the simulator is bound to a Moonraker-like endpoint on
 loopback and polls it as the firmware does; tests change the bed target
 there and check what the device really does."""
-import json
 import pathlib
 
 import pytest
-import websocket
-from moonraker_endpoint import MoonrakerEndpoint
 
-from realklipper.api import APIError
-from realklipper.helpers import blink, link, set_target, writes
+from realklipper.helpers import bind, blink, link, refused, set_target, writes
 
 MODES_CFG = (pathlib.Path(__file__).resolve().parents[2]
              / "klipper" / "config" / "panda_breath_modes.cfg")
@@ -21,36 +17,6 @@ AUTO = "PANDA_BREATH_AUTO TARGET=45 HEAT_AT=60 FAN_AT=40"
 
 def drying(s):
     return s["work_on"] and s["work_mode"] == 3 and s["isrunning"] == 1
-
-
-def refused(p, sim, script, words):
-    sim.clear_frames()
-    with pytest.raises(APIError, match=words):
-        p.gcode(script)
-    assert writes(sim) == []
-
-
-@pytest.fixture
-def moonraker():
-    with MoonrakerEndpoint() as endpoint:
-        yield endpoint
-
-
-def bind(sim, port):
-    """Bind the device to a Klipper printer at 127.0.0.1:port, as the
-    panda-breath CLI does (printer_type 2 reboots it)."""
-    ws = websocket.create_connection(sim.url, timeout=3)
-    ws.recv()
-    ws.send(json.dumps({"settings": {"printer_type": 2}}))
-    sim.wait_for(lambda s: s["online"] and s["printer_type"] == 2
-                 and s["boot_count"] == 2)
-    ws.close()
-    ws = websocket.create_connection(sim.url, timeout=3)
-    ws.recv()
-    ws.send(json.dumps({"printer": {"name": "Klipper", "ip": "127.0.0.1",
-                                    "port": port}}))
-    sim.wait_for(lambda s: s["printer"].get("port") == port)
-    ws.close()
 
 
 # Drying
