@@ -46,7 +46,7 @@ def sim(request):
 
 
 @pytest.fixture
-def moonraker():
+def moonraker_endpoint():
     """A Moonraker-like endpoint on loopback for a bound device to poll;
     set its bed_target."""
     with MoonrakerEndpoint() as endpoint:

@@ -10,9 +10,9 @@ from realklipper.printer import StartupError
 
 
 @pytest.fixture
-def bound(printer, sim, moonraker):
+def bound(printer, sim, moonraker_endpoint):
     """A printer whose device is bound to the Moonraker endpoint."""
-    bind(sim, moonraker.port)
+    bind(sim, moonraker_endpoint.port)
     sim.wait_for(lambda s: s["printer"]["state"] == 3)
     return printer()
 

@@ -146,8 +146,8 @@ def test_countdown_is_corrected_from_the_snapshot_at_reconnect(printer,
 # Auto mode
 
 def test_auto_mode_follows_the_bed_and_ends_on_enable_0_or_a_target(
-        printer, sim, moonraker):
-    bind(sim, moonraker.port)
+        printer, sim, moonraker_endpoint):
+    bind(sim, moonraker_endpoint.port)
     sim.wait_for(lambda s: s["printer"]["state"] == 3)
     p = printer()
     p.gcode(AUTO)
@@ -162,12 +162,12 @@ def test_auto_mode_follows_the_bed_and_ends_on_enable_0_or_a_target(
     assert "on, auto, set 45, link to this printer connected" in \
         p.output("PANDA_BREATH_STATUS")[-1]
     assert not sim.state()["fan"] and not sim.state()["heat_request"]
-    moonraker.bed_target = 50.0         # fans only
+    moonraker_endpoint.bed_target = 50.0         # fans only
     sim.wait_for(lambda s: s["fan"])
     assert not sim.state()["heat_request"]
-    moonraker.bed_target = 60.0         # heat toward 45
+    moonraker_endpoint.bed_target = 60.0         # heat toward 45
     sim.wait_for(lambda s: s["heat_request"] and s["target"] == 45)
-    moonraker.bed_target = 0.0
+    moonraker_endpoint.bed_target = 0.0
     sim.wait_for(lambda s: not s["fan"] and not s["heat_request"])
     assert sim.state()["work_on"]
     sim.clear_frames()
@@ -192,14 +192,14 @@ def test_auto_mode_follows_the_bed_and_ends_on_enable_0_or_a_target(
 
 
 def test_moonraker_loss_stops_auto_heat_and_m112_turns_it_off(
-        printer, sim, moonraker):
-    bind(sim, moonraker.port)
+        printer, sim, moonraker_endpoint):
+    bind(sim, moonraker_endpoint.port)
     sim.wait_for(lambda s: s["printer"]["state"] == 3)
     p = printer()
-    moonraker.bed_target = 100.0
+    moonraker_endpoint.bed_target = 100.0
     p.gcode(AUTO)
     sim.wait_for(lambda s: s["heat_request"] and s["fan"])
-    moonraker.stop()
+    moonraker_endpoint.stop()
     sim.wait_for(lambda s: not s["heat_request"] and not s["fan"])
     p.wait_for(lambda: link(p)["binding"] == "failed")
     assert ("work_on", False) not in writes(sim)
@@ -209,8 +209,8 @@ def test_moonraker_loss_stops_auto_heat_and_m112_turns_it_off(
     sim.wait_for(lambda s: not s["work_on"])
 
 
-def test_example_macros_drive_both_modes(printer, sim, moonraker):
-    bind(sim, moonraker.port)
+def test_example_macros_drive_both_modes(printer, sim, moonraker_endpoint):
+    bind(sim, moonraker_endpoint.port)
     sim.wait_for(lambda s: s["printer"]["state"] == 3)
     p = printer(extra="\n" + MODES_CFG.read_text())
     p.gcode("DRY_PLA")
@@ -223,7 +223,7 @@ def test_example_macros_drive_both_modes(printer, sim, moonraker):
     p.gcode("DRY_STOP")
     sim.wait_for(lambda s: not s["work_on"])
     refused(p, sim, "DRY_FILAMENT TEMP=80 HOURS=2", "TEMP must have maximum")
-    moonraker.bed_target = 100.0
+    moonraker_endpoint.bed_target = 100.0
     p.gcode("CHAMBER_AUTO CHAMBER=40 HEAT_AT=90 FAN_AT=50")
     sim.wait_for(lambda s: s["heat_request"] and s["set_temp"] == 40
                  and s["hotbedtemp"] == 90 and s["filtertemp"] == 50)
