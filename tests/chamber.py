@@ -1,11 +1,7 @@
 """A Klipper printer with a Panda Breath chamber heater, for tests.
 
-Shared by the module's integration tests, the safety state machine, the
-benchmarks and the QEMU guest scenario, so it uses the standard library
-and the project's own harness only."""
-import threading
-
-from harness import Klippy
+Shared by the real-Klipper tests, the safety state machine, the benchmarks
+and the QEMU guest scenario, so it uses the standard library only."""
 
 CHAMBER = """\
 [panda_breath]
@@ -29,11 +25,6 @@ FAST = {"reconnect_delay": 0.1, "reconnect_max_delay": 1.0,
         "link_timeout": 2.0, "keepalive_interval": 0.5,
         "connect_timeout": 1.0}
 
-STALL_LIMIT = 0.005
-# klippy:connect runs in Klipper's startup (see tests/harness/stall.py);
-# starting the link thread there waits for the OS to schedule it.
-STARTUP_STALL_LIMIT = 0.050
-
 
 def chamber_config(port, host="127.0.0.1", options=None, extra="",
                    min_temp=0, max_temp=70, check_gain_time=360):
@@ -41,16 +32,3 @@ def chamber_config(port, host="127.0.0.1", options=None, extra="",
     return CHAMBER.format(host=host, port=port, options=lines,
                           min_temp=min_temp, max_temp=max_temp,
                           check_gain_time=check_gain_time) + extra
-
-
-def start_chamber(sim, options=FAST, **kw):
-    """Start Klipper against the simulator and wait for the link."""
-    k = Klippy(chamber_config(sim.port, options=options, **kw))
-    k.start()
-    k.run_until(lambda: k.status("panda_breath")["connected"], timeout=10)
-    return k
-
-
-def link_threads():
-    return [t for t in threading.enumerate()
-            if t.name == "panda_breath link" and t.is_alive()]

@@ -109,3 +109,57 @@ def test_device_temp_is_always_within_the_device_range(pb, target):
 def test_device_temp_never_wraps_like_uint8(pb):
     assert pb.device_temp(300) == 60
     assert pb.device_temp(44.6) == 45
+
+
+# The device's own modes
+
+@given(temp=st.integers(-1000, 1000), hours=st.integers(-1000, 1000),
+       preset=st.sampled_from([None, 1, 2]),
+       fw=st.sampled_from(["V1.0.3", "V1.0.4", "V1.0.0"]))
+def test_dry_frames_never_carry_a_value_outside_the_device_ui(
+        pb, temp, hours, preset, fw):
+    inside = 40 <= temp <= 60 and 1 <= hours <= 99
+    try:
+        frames = pb.dry_frames(temp, hours, preset, fw)
+    except ValueError:
+        assert not inside
+        return
+    assert inside
+    sent = dict(next(iter(json.loads(f)["settings"].items()))
+                for f in frames)
+    assert all(0 <= v <= 99 for k, v in sent.items() if k != "work_on")
+    assert sent["work_on"] is True
+    assert sent["work_mode"] == (1 if fw == "V1.0.0" else 3)
+
+
+def test_dry_frames_refuse_floats_and_bools(pb):
+    for temp, hours in ((45.5, 2), (True, 2), (45, 2.0), ("45", 2)):
+        with pytest.raises(ValueError):
+            pb.dry_frames(temp, hours)
+
+
+@given(target=st.integers(-500, 500), heat_at=st.integers(-500, 500),
+       fan_at=st.integers(-500, 500))
+def test_auto_frames_never_carry_a_value_outside_the_device_ui(
+        pb, target, heat_at, fan_at):
+    inside = (0 <= target <= 60 and 40 <= heat_at <= 120
+              and 0 <= fan_at <= 120)
+    try:
+        frames = pb.auto_frames(target, heat_at, fan_at)
+    except ValueError:
+        assert not inside
+        return
+    assert inside
+    keys = [next(iter(json.loads(f)["settings"])) for f in frames]
+    assert keys == ["set_temp", "hotbedtemp", "filtertemp", "work_mode",
+                    "work_on"]
+
+
+def test_binding_fields_are_read_without_bambu_secrets(pb):
+    printer = pb.read_printer({"printer": {
+        "name": "K", "host": "10.0.0.2", "port": 7125, "state": 3,
+        "access_code": "12345678", "sn": "01S", "list": [], "scan": 0}})
+    assert printer == {"name": "K", "host": "10.0.0.2", "port": 7125,
+                       "state": 3}
+    assert pb.read_printer({"printer": {"state": "3", "port": True}}) == {}
+    assert pb.read_printer({"printer": []}) == {}

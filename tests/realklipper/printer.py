@@ -2,6 +2,7 @@
 
 Started from a built tree (trees.prepare) with the project's Python, driven
 only through Klipper's API socket."""
+import json
 import os
 import pathlib
 import signal
@@ -32,8 +33,9 @@ class StartupError(Exception):
 
 
 class Printer:
-    def __init__(self, tree, name, config, workdir):
+    def __init__(self, tree, name, config, workdir, wrap=()):
         self.tree = pathlib.Path(tree)
+        self.wrap = list(wrap)      # a command prefix for klippy
         self.name = name
         self.run = pathlib.Path(workdir)
         self.run.mkdir(parents=True, exist_ok=True)
@@ -44,6 +46,7 @@ class Printer:
         self.sock = self.run / "api.sock"
         self.mcu = self.klippy = self.api = None
         self.stderr_path = self.run / "klippy.stderr"
+        self.lines = []
 
     # Processes
     def start(self, timeout=60.0, ready=True):
@@ -53,9 +56,10 @@ class Printer:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(self.stderr_path, "ab") as err:
             self.klippy = subprocess.Popen(
-                [sys.executable, str(self.tree / "klippy" / "klippy.py"),
-                 str(self.cfg), "-a", str(self.sock),
-                 "-l", str(self.run / "klippy.log")],
+                self.wrap + [
+                    sys.executable, str(self.tree / "klippy" / "klippy.py"),
+                    str(self.cfg), "-a", str(self.sock),
+                    "-l", str(self.run / "klippy.log")],
                 cwd=self.run, stdout=err, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True)
         return self.wait_ready(timeout) if ready else None
@@ -101,6 +105,7 @@ class Printer:
             except APIError:
                 info = {"state": "startup"}
             if info["state"] == "ready":
+                self.api.subscribe_output()
                 return info
             if info["state"] in ("error", "shutdown"):
                 raise StartupError(info.get("state_message", ""))
@@ -117,6 +122,7 @@ class Printer:
         except APIError:
             pass        # the reply may be lost with the socket
         old.closed.wait(15)
+        self.console()
         old.close()
         self.api = None
         return self.wait_ready(timeout)
@@ -152,6 +158,39 @@ class Printer:
     # Driving it
     def gcode(self, script, timeout=30.0):
         return self.api.gcode(script, timeout)
+
+    def output(self, script, timeout=30.0):
+        """Run script; return the console lines it printed."""
+        self.console()
+        seen = len(self.lines)
+        self.api.gcode(script, timeout)
+        return self.console()[seen:]
+
+    def console(self):
+        """Every console line (respond_info, errors) since ready."""
+        if self.api is not None:
+            while not self.api.output.empty():
+                self.lines.append(self.api.output.get())
+        return self.lines
+
+    def wait_console(self, text, timeout=10.0):
+        """Wait for a console line containing text; return it."""
+        return self.wait_for(lambda: next(
+            (line for line in self.console() if text in line), None),
+            timeout)
+
+    def state(self):
+        """(state, message) from info; the U1 fork's JSON-coded
+        shutdown messages are decoded to their text."""
+        info = self.api.info()
+        message = info.get("state_message", "")
+        if message.startswith('{"coded"'):
+            try:
+                coded, _ = json.JSONDecoder().raw_decode(message)
+                message = coded["msg"]
+            except (ValueError, KeyError):
+                pass
+        return info["state"], message
 
     def status(self, name, fields=None):
         return self.api.query({name: fields})[name]
