@@ -68,6 +68,10 @@ def decode(text):
         return None
 
 
+class TextBytes(bytes):
+    """Bytes sent as a text frame as they are, valid UTF-8 or not."""
+
+
 class Session:
     """One TCP connection to the device's HTTP server."""
 
@@ -107,7 +111,8 @@ class Session:
                 self.sent.append(Frame(time.monotonic(), self.number,
                                        payload, None))
                 try:
-                    await self.conn.send(payload)
+                    await self.conn.send(
+                        payload, text=isinstance(payload, TextBytes) or None)
                 finally:
                     if done is not None:
                         done.set_result(True)
