@@ -30,6 +30,7 @@ FAST_RETRY_TIME = 15.   # a rebooting device is back within seconds
 STABLE_LINK_TIME = 10.  # a link lost sooner counts as a failed attempt
 CLOSE_TIME = 1.         # the most close() waits for its last frames
 LOG_REPEAT_TIME = 60.
+LINK_LOG_BURST = 6      # link up/down lines per LOG_REPEAT_TIME
 
 
 ######################################################################
@@ -706,6 +707,8 @@ class PandaBreath:
         self.last_error = None
         self.reconnects = 0
         self.log_times = {}
+        self.link_log_times = collections.deque()
+        self.link_log_skipped = 0
         self.events = []
         self.events_lock = threading.Lock()
         self.events_pending = False
@@ -826,16 +829,15 @@ class PandaBreath:
         self.device = dict(settings)
         if not self.device.get('work_on'):
             self.unconfirmed_off.discard(self.url)
-        logging.info("panda_breath: connected to %s (firmware %s)",
-                     self.url, settings.get('fw_version', '?'))
+        self._log_link("connected to %s (firmware %s)"
+                       % (self.url, settings.get('fw_version', '?')))
         self._track_drying(eventtime, settings)
         self._reconcile()
         self._observe(eventtime, settings)
     def _link_down(self, reason):
         if self.connected:
             self.reconnects += 1
-            logging.info("panda_breath: link to %s lost: %s",
-                         self.url, reason)
+            self._log_link("link to %s lost: %s" % (self.url, reason))
         self.connected = False
         self._note_error('link', reason)
     def _update(self, eventtime, settings):
@@ -866,6 +868,20 @@ class PandaBreath:
             self.reading = temp
             self.reading_time = eventtime
             self._deliver(eventtime)
+    def _log_link(self, text):
+        # A device that keeps dropping the link would fill klippy.log
+        now = self.reactor.monotonic()
+        times = self.link_log_times
+        while times and times[0] <= now - LOG_REPEAT_TIME:
+            times.popleft()
+        if len(times) >= LINK_LOG_BURST:
+            self.link_log_skipped += 1
+            return
+        if self.link_log_skipped:
+            text += " (%d link changes not logged)" % (self.link_log_skipped,)
+            self.link_log_skipped = 0
+        times.append(now)
+        logging.info("panda_breath: %s", text)
     def _note_error(self, kind, text):
         self.last_error = text
         now = self.reactor.monotonic()

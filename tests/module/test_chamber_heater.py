@@ -3,6 +3,8 @@
 Every test asserts what the device really received or did (the
 simulator's frames and state), what Klipper saw, and that the module never
 held the reactor longer than the stall limit."""
+import threading
+
 import pytest
 from chamber import (
     FAST,
@@ -303,6 +305,58 @@ def test_half_open_link_is_detected_and_reconnected(sim, printer):
                 timeout=FAST["link_timeout"] + 2)
     sim.set_fault("half_open", False)
     k.run_until(lambda: k.status("panda_breath")["connected"], timeout=5)
+
+
+def test_pushes_stopping_is_detected_though_pings_are_answered(sim,
+                                                              printer):
+    k = printer()
+    sim.set_fault("mute", True)
+    k.run_until(lambda: not k.status("panda_breath")["connected"],
+                timeout=FAST["link_timeout"] + 2)
+    assert "no reading" in k.status("panda_breath")["last_error"]
+    sim.set_fault("mute", False)
+    k.run_until(lambda: k.status("panda_breath")["connected"], timeout=5)
+
+
+def test_flapping_link_is_counted_but_logged_a_few_times(sim, printer,
+                                                         caplog):
+    caplog.set_level("INFO")
+    k = printer()
+    stop = threading.Event()
+
+    def flap():
+        while not stop.wait(0.05):
+            sim.drop_all()
+    threading.Thread(target=flap, daemon=True).start()
+    try:
+        k.run_until(lambda: k.status("panda_breath")["reconnects"] >= 5,
+                    timeout=20)
+    finally:
+        stop.set()
+    lines = [r.getMessage() for r in caplog.records
+             if r.getMessage().startswith("panda_breath: ")
+             and ("connected to" in r.getMessage()
+                  or "lost:" in r.getMessage())]
+    assert len(lines) <= 6, lines
+
+
+@pytest.mark.parametrize("fault,value", [
+    ("refuse", True), ("half_open", True), ("no_upgrade", True),
+    ("slow_handshake", 30.0)])
+def test_restart_ends_the_old_link_thread_at_once(sim, fault, value,
+                                                  caplog):
+    options = dict(FAST, connect_timeout=30.0)
+    k = start_chamber(sim, options=options)
+    try:
+        sim.set_fault(fault, value)
+        sim.drop_all()
+        for _ in range(5):
+            k.run(0.3)
+            k.restart()
+            assert len(link_threads()) == 1
+    finally:
+        k.stop()
+    assert not [r for r in caplog.records if r.exc_info]
 
 
 def test_readings_are_held_during_grace_then_stop(sim):
