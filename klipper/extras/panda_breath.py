@@ -908,9 +908,20 @@ class PandaBreath:
     def _watch_target(self, eventtime):
         target = self.heater.get_status(eventtime)['target']
         if target != self.target:
-            self.target = target
-            self.apply_target("target changed")
+            self._target_changed(target)
         return eventtime + TARGET_WATCH_TIME
+    def _target_changed(self, target):
+        if target > DEVICE_MAX_TEMP:
+            # The device never passes its maximum: waiting for more would
+            # end the print in verify_heater, so Klipper's own target
+            # becomes what the device can reach.
+            self._respond("Panda Breath: chamber target %.0f lowered to %d,"
+                          " the most the device holds"
+                          % (target, DEVICE_MAX_TEMP))
+            self.heater.set_temp(DEVICE_MAX_TEMP)
+            target = DEVICE_MAX_TEMP
+        self.target = target
+        self.apply_target("target changed")
     def _wanted(self):
         if self.shutdown or (self.pin is not None and self.pin.expired):
             return 0.

@@ -93,12 +93,25 @@ def test_target_zero_sends_work_on_false_as_json_bool(sim, printer):
     assert '"work_on": false' in sim.frames[0].text
 
 
-def test_target_above_device_maximum_is_clamped_with_warning(sim, printer):
-    k = printer()
-    k.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=65")
+@pytest.mark.parametrize("target", [60, 61, 65, 70, 80])
+def test_target_above_device_maximum_becomes_klipper_target_60(sim, printer,
+                                                               target):
+    k = printer(max_temp=80)
+    k.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=%d" % (target,))
     wait_device(k, sim, lambda s: s["work_on"])
+    k.run(0.2)
     assert sim.state()["set_temp"] == 60
-    assert any("sent as 60" in line for line in k.responses)
+    assert k.status("heater_generic chamber")["target"] == 60
+    lowered = [line for line in k.responses if "lowered to 60" in line]
+    assert len(lowered) == (target > 60)
+
+
+def test_fractional_target_is_sent_whole_with_warning(sim, printer):
+    k = printer()
+    k.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=44.6")
+    wait_device(k, sim, lambda s: s["work_on"])
+    assert sim.state()["set_temp"] == 45
+    assert any("sent as 45" in line for line in k.responses)
 
 
 def test_device_heats_toward_klipper_target(sim, printer):

@@ -32,3 +32,20 @@ def test_m191_returns_once_the_device_holds_the_target():
         finally:
             k.stop()
         assert k.stall.max < STALL_LIMIT
+
+
+def test_m191_above_the_device_maximum_returns_at_60_without_shutdown():
+    with Simulator(push_interval=0.1, speed=20.0) as sim:
+        sim.press(work_on=False)
+        k = Klippy(shipped_config(sim.port))
+        k.start()
+        try:
+            k.run_until(lambda: k.status("panda_breath")["connected"])
+            k.gcode("M191 S65")
+            assert k.status("heater_generic chamber")["target"] == 60
+            assert sim.state()["set_temp"] == 60
+            k.run(3.0)      # holding at 59-60 for many readings
+            assert not k.is_shutdown()
+            k.gcode("M141 S0")
+        finally:
+            k.stop()
