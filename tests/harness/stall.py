@@ -22,6 +22,9 @@ collector, in any thread (it holds the GIL): Klipper runs the collector
 while its reactor is idle (extras/garbage_collection.py), so there a
 collection never lands inside a module callback.
 
+klippy:disconnect handlers are not counted: klippy.py sends that event
+after its reactor loop has ended, so they hold no reactor.
+
 klippy:connect handlers run during Klipper's startup, where klippy.py
 itself blocks far longer (MCU identification) and no heater is regulated
 yet; they are kept apart as ``startup_max`` so a test can hold them to a
@@ -150,7 +153,9 @@ class StallMeter:
             spent -= _gc['total'] - collected
             spent -= min(max(0., spent), _longest_other_wait(others))
             name = '%s (%s)' % (describe(cb), kind)
-            if kind == 'klippy:connect':
+            if kind == 'klippy:disconnect':
+                pass    # klippy.py sends it after the reactor loop ended
+            elif kind == 'klippy:connect':
                 if spent > self.startup_max:
                     self.startup_max, self.startup_worst = spent, name
             else:
