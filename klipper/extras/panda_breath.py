@@ -22,7 +22,9 @@ except ImportError:
 
 REPORT_TIME = 0.5       # the device pushes a reading about every 500 ms
 SILENCE = 3 * REPORT_TIME
-TARGET_WATCH_TIME = 0.015     # Klipper has no target-change hook
+# Klipper has no target-change event: the target is looked at after each
+# of these commands, and with every reading for changes made elsewhere.
+TARGET_COMMANDS = ('SET_HEATER_TEMPERATURE', 'TURN_OFF_HEATERS')
 DEVICE_MAX_TEMP = 60
 MAX_FRAME = 64 * 1024
 MAX_FRAME_RATE = 200    # frames a second; the device sends about 2
@@ -598,6 +600,10 @@ class ChamberSensor:
         self.callback = callback
     def get_report_time_delta(self):
         return REPORT_TIME
+    def set_read_tolerance(self, read_time_tol, min_update_ratio):
+        # Snapmaker U1 Klipper sets how late an MCU ADC sample may be;
+        # readings here are pushed by the device at its own pace.
+        pass
     def deliver(self, read_time, temp):
         if not self.min_temp <= temp <= self.max_temp:
             self.breath.printer.invoke_shutdown(
@@ -712,7 +718,7 @@ class PandaBreath:
         self.events = []
         self.events_lock = threading.Lock()
         self.events_pending = False
-        self.watch_timer = self.hold_timer = None
+        self.hold_timer = None
         self.gcode = printer.lookup_object('gcode')
         pheaters = printer.load_object(config, 'heaters')
         pheaters.add_sensor_factory('panda_breath', self._make_sensor)
@@ -756,8 +762,11 @@ class PandaBreath:
                 " sensor_type: panda_breath and heater_pin: panda_breath:pwm")
         pheaters = self.printer.lookup_object('heaters')
         self.heater = pheaters.lookup_heater(self.heater_name)
-        self.watch_timer = self.reactor.register_timer(
-            self._watch_target, self.reactor.NOW)
+        for name in TARGET_COMMANDS:
+            handler = self.gcode.register_command(name, None)
+            if handler is not None:
+                # Re-registered as gcode_macro's rename_existing does
+                self.gcode.register_command(name, self._then_check(handler))
         self.hold_timer = self.reactor.register_timer(
             self._hold_reading, self.reactor.NOW)
         self.link = DeviceLink(self.url, self._notify, self.options)
@@ -770,10 +779,9 @@ class PandaBreath:
             self._send(off_frames())
             self.owned = False
     def _handle_disconnect(self):
-        for timer in (self.watch_timer, self.hold_timer):
-            if timer is not None:
-                self.reactor.unregister_timer(timer)
-        self.watch_timer = self.hold_timer = None
+        if self.hold_timer is not None:
+            self.reactor.unregister_timer(self.hold_timer)
+        self.hold_timer = None
         if self.pin is not None:
             self.reactor.unregister_timer(self.pin.watchdog)
         if self.link is None:
@@ -840,6 +848,7 @@ class PandaBreath:
             self._log_link("link to %s lost: %s" % (self.url, reason))
         self.connected = False
         self._note_error('link', reason)
+        self.reactor.update_timer(self.hold_timer, self.reactor.NOW)
     def _update(self, eventtime, settings):
         printer = settings.pop('printer', None)
         if printer:
@@ -867,7 +876,10 @@ class PandaBreath:
         if temp is not None:
             self.reading = temp
             self.reading_time = eventtime
+            self._check_target()
             self._deliver(eventtime)
+            # Readings flow: no timer wakes Klipper while they do.
+            self.reactor.update_timer(self.hold_timer, self.reactor.NEVER)
     def _log_link(self, text):
         # A device that keeps dropping the link would fill klippy.log
         now = self.reactor.monotonic()
@@ -896,20 +908,28 @@ class PandaBreath:
             read_time = self.mcu.estimated_print_time(eventtime)
             self.sensor.deliver(read_time, self.reading)
     def _hold_reading(self, eventtime):
-        # While readings are missing, hold the last one for stale_grace so
-        # a short link blink does not trip verify_heater; after that
+        # Runs while readings are missing (before the first one and while
+        # the link is down).  Holds the last reading for stale_grace so a
+        # short link blink does not trip verify_heater; after that
         # Klipper's own stale-sensor rules decide.
+        self._check_target()
         if (self.reading is not None
                 and eventtime - self.delivered_time >= 1.5 * REPORT_TIME
                 and eventtime - self.reading_time <= self.stale_grace):
             self._deliver(eventtime)
         return eventtime + REPORT_TIME
     # Target
-    def _watch_target(self, eventtime):
-        target = self.heater.get_status(eventtime)['target']
+    def _then_check(self, handler):
+        def run(gcmd):
+            try:
+                handler(gcmd)
+            finally:
+                self._check_target()
+        return run
+    def _check_target(self):
+        target = self.heater.get_temp(self.reactor.monotonic())[1]
         if target != self.target:
             self._target_changed(target)
-        return eventtime + TARGET_WATCH_TIME
     def _target_changed(self, target):
         if target > DEVICE_MAX_TEMP:
             # The device never passes its maximum: waiting for more would

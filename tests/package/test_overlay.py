@@ -1,5 +1,6 @@
 """The Extended Firmware overlay, run the way the firmware build runs it:
 from the tarball ./build.sh writes, against a fake rootfs, offline."""
+import hashlib
 import os
 import shutil
 import subprocess
@@ -7,8 +8,8 @@ import sys
 import tarfile
 
 import pytest
-from opkg_offline import TRUSTED, Opkg, sha256
-from pkgtools import BUSYBOX, CLI, busybox_bin
+from pkgtools import BUSYBOX, CLI, TRUSTED, busybox_bin
+from realopkg import ENTWARE_CONF, Opkg, read_status
 
 from package import build
 from simulator import Simulator
@@ -83,7 +84,7 @@ def test_script_installs_both_packages_as_opkg_would(firmware, u1_ipks,
     assert (rootfs / "usr/bin/panda-breath").stat().st_mode & 0o777 == 0o755
     assert (rootfs / "usr/lib/python3.11/site-packages/websocket/_core.py"
             ).exists()
-    status = Opkg(rootfs).status()
+    status = read_status(rootfs / "usr/lib/opkg/status")
     for name, ipk in u1_ipks.items():
         fields = ipk.fields
         assert status[name]["Version"] == fields["Version"]
@@ -104,7 +105,8 @@ def test_script_installs_both_packages_as_opkg_would(firmware, u1_ipks,
     assert status["python3-websocket"]["Status"] == "install ok installed"
     template = "/etc/panda-breath/panda_breath.cfg"
     assert status["panda-breath"]["Conffiles"] == {
-        template: sha256(rootfs / template.lstrip("/"))}
+        template: hashlib.sha256((rootfs / template.lstrip("/")).read_bytes()
+                                 ).hexdigest()}
     # never enables the heater
     assert not (rootfs / CONFIG / "extended/klipper/panda_breath.cfg"
                 ).exists()
@@ -131,19 +133,31 @@ def test_script_keeps_other_packages_in_the_status_file(firmware):
     (db / "status").write_text(other)
     assert run_script(checkout, rootfs).returncode == 0
     assert run_script(checkout, rootfs).returncode == 0
-    status = Opkg(rootfs).status()
+    status = read_status(db / "status")
     assert set(status) == {"busybox", "panda-breath", "python3-websocket"}
 
 
-def test_opkg_can_remove_what_the_firmware_build_installed(firmware):
+def test_opkg_can_remove_what_the_firmware_build_installed(
+        firmware, opkg_binary, tmp_path):
+    """The build records the packages in /usr/lib/opkg, the boot script
+    hands them to Entware (/opt/lib/opkg), and the real opkg removes
+    them, running their scripts."""
     checkout, rootfs = firmware
+    (rootfs / "opt/tmp").mkdir(parents=True)
     before = sorted(p.relative_to(rootfs) for p in rootfs.rglob("*"))
     assert run_script(checkout, rootfs).returncode == 0
-    opkg = Opkg(rootfs)
-    opkg.remove("panda-breath")
-    opkg.remove("python3-websocket")
+    (rootfs / "opt/lib/opkg").mkdir(parents=True)
+    init = checkout / PREFIX / "root/etc/init.d/S99panda-breath-opkg"
+    subprocess.run(["sh", str(init), "start"], check=True, timeout=30,
+                   capture_output=True,
+                   env=dict(os.environ, PANDA_BREATH_ROOT=str(rootfs)))
+    opkg = Opkg(rootfs, ENTWARE_CONF.format(feed=tmp_path), tmp_path / "w")
+    opkg.ok("remove", "panda-breath")
+    opkg.ok("remove", "python3-websocket")
+    assert opkg.status() == {}
     after = sorted(p.relative_to(rootfs) for p in rootfs.rglob("*")
-                   if not str(p.relative_to(rootfs)).startswith("usr/lib/o"))
+                   if not str(p.relative_to(rootfs)).startswith(
+                       ("usr/lib/o", "opt/lib")))
     assert after == before
 
 
@@ -245,7 +259,8 @@ def test_boot_registers_packages_with_entware(booted, u1_ipks):
         "Architecture: aarch64-3.10\n\n")
     assert booted().returncode == 0
     assert booted().returncode == 0
-    status = Opkg(booted.rootfs).status()     # the firmware's own records
+    # the firmware's own records
+    status = read_status(booted.rootfs / "usr/lib/opkg/status")
     text = (entware / "status").read_text()
     assert text.count("Package: panda-breath\n") == 1
     assert "Package: entware-opt\n" in text

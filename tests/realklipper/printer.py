@@ -1,0 +1,169 @@
+"""A real Klipper printer for tests: klippy plus its Linux host MCU.
+
+Started from a built tree (trees.prepare) with the project's Python, driven
+only through Klipper's API socket."""
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+from realklipper.api import APIError, KlippyAPI
+
+BASE = """\
+[mcu]
+serial: {run}/mcu_tty
+
+[printer]
+kinematics: none
+max_velocity: 1
+max_accel: 1
+{printer_extra}
+[reactor_probe]
+
+"""
+# The U1 fork's toolhead requires these (its own config uses 32 and 4).
+U1_PRINTER = "max_logical_extruder_num: 4\nmax_physical_extruder_num: 4\n"
+
+
+class StartupError(Exception):
+    """Klipper did not become ready; the message is Klipper's own."""
+
+
+class Printer:
+    def __init__(self, tree, name, config, workdir):
+        self.tree = pathlib.Path(tree)
+        self.name = name
+        self.run = pathlib.Path(workdir)
+        self.run.mkdir(parents=True, exist_ok=True)
+        self.cfg = self.run / "printer.cfg"
+        extra = U1_PRINTER if name == "u1" else ""
+        self.cfg.write_text(BASE.format(run=self.run, printer_extra=extra)
+                            + config)
+        self.sock = self.run / "api.sock"
+        self.mcu = self.klippy = self.api = None
+        self.stderr_path = self.run / "klippy.stderr"
+
+    # Processes
+    def start(self, timeout=60.0, ready=True):
+        """Start the MCU and klippy; wait for 'ready' (raise StartupError
+        with Klipper's message if it ends in another state)."""
+        self._start_mcu()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(self.stderr_path, "ab") as err:
+            self.klippy = subprocess.Popen(
+                [sys.executable, str(self.tree / "klippy" / "klippy.py"),
+                 str(self.cfg), "-a", str(self.sock),
+                 "-l", str(self.run / "klippy.log")],
+                cwd=self.run, stdout=err, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True)
+        return self.wait_ready(timeout) if ready else None
+
+    def _start_mcu(self):
+        tty = self.run / "mcu_tty"
+        if tty.is_symlink():
+            tty.unlink()
+        self.mcu = subprocess.Popen(
+            [str(self.tree / "out" / "klipper.elf"), "-I", str(tty)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        deadline = time.monotonic() + 10
+        while not tty.exists():
+            if time.monotonic() > deadline or self.mcu.poll() is not None:
+                raise StartupError("Linux host MCU did not start")
+            time.sleep(0.01)
+
+    def connect_api(self, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.klippy.poll() is not None:
+                raise StartupError("klippy exited (%s): %s" % (
+                    self.klippy.returncode, self.stderr()[-2000:]))
+            try:
+                self.api = KlippyAPI(str(self.sock))
+                return self.api
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise StartupError(
+                        "no API socket at %s" % (self.sock,)) from None
+                time.sleep(0.05)
+
+    def wait_ready(self, timeout=60.0):
+        """Wait until Klipper is ready; return its info."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.api is None or self.api.closed.is_set():
+                self.api = None
+                self.connect_api(max(1.0, deadline - time.monotonic()))
+            try:
+                info = self.api.info()
+            except APIError:
+                info = {"state": "startup"}
+            if info["state"] == "ready":
+                return info
+            if info["state"] in ("error", "shutdown"):
+                raise StartupError(info.get("state_message", ""))
+            if time.monotonic() > deadline:
+                raise StartupError("not ready after %.0f s: %s" % (
+                    timeout, info.get("state_message", "")))
+            time.sleep(0.1)
+
+    def restart(self, command="RESTART", timeout=60.0):
+        """RESTART or FIRMWARE_RESTART, then wait for ready again."""
+        old = self.api
+        try:
+            old.gcode(command, timeout=5)
+        except APIError:
+            pass        # the reply may be lost with the socket
+        old.closed.wait(15)
+        old.close()
+        self.api = None
+        return self.wait_ready(timeout)
+
+    def stop(self):
+        """SIGTERM klippy, then the MCU; return klippy's exit code."""
+        if self.api is not None:
+            self.api.close()
+            self.api = None
+        code = None
+        for proc in (self.klippy, self.mcu):
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        if self.klippy is not None:
+            code = self.klippy.returncode
+        return code
+
+    # What Klipper says
+    def log(self):
+        path = self.run / "klippy.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stderr(self):
+        p = self.stderr_path
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    # Driving it
+    def gcode(self, script, timeout=30.0):
+        return self.api.gcode(script, timeout)
+
+    def status(self, name, fields=None):
+        return self.api.query({name: fields})[name]
+
+    def wait_for(self, predicate, timeout=10.0, interval=0.05):
+        """Poll predicate() until true; return its value or raise
+        AssertionError naming the timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError("not true within %.1f s" % (timeout,))
+            time.sleep(interval)
