@@ -846,9 +846,11 @@ class PandaBreath:
         if self.connected:
             self.reconnects += 1
             self._log_link("link to %s lost: %s" % (self.url, reason))
+            # Once per loss: each failed retry restarting it would put
+            # off the held reading for as long as retries keep failing.
+            self.reactor.update_timer(self.hold_timer, self.reactor.NOW)
         self.connected = False
         self._note_error('link', reason)
-        self.reactor.update_timer(self.hold_timer, self.reactor.NOW)
     def _update(self, eventtime, settings):
         printer = settings.pop('printer', None)
         if printer:
