@@ -2,6 +2,7 @@
 reach, and RESTARTs while the device misbehaves."""
 import pathlib
 import socket
+import threading
 
 import pytest
 from chamber import chamber_config
@@ -86,3 +87,24 @@ def test_twenty_restarts_while_connects_fail_leave_no_traceback(
     assert "Traceback" not in p.log(), p.log()[-3000:]
     assert "Traceback" not in p.stderr(), p.stderr()[-3000:]
     assert "did not end in time" not in p.log()
+
+
+def test_flapping_device_is_counted_backed_off_and_logged_briefly(printer,
+                                                                  sim):
+    p = printer()
+    stop = threading.Event()
+
+    def flap():
+        while not stop.wait(0.05):
+            sim.drop_all()
+    threading.Thread(target=flap, daemon=True).start()
+    try:
+        p.wait_for(lambda: p.status("panda_breath")["reconnects"] >= 8,
+                   timeout=60)
+    finally:
+        stop.set()
+    lines = [line for line in p.log().splitlines()
+             if line.startswith("panda_breath: ")
+             and ("connected to" in line or " lost: " in line)]
+    assert len(lines) <= 6, lines
+    p.wait_for(lambda: p.status("panda_breath")["connected"], timeout=30)
