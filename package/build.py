@@ -7,8 +7,10 @@ Outputs, all byte-identical when built again from the same commit:
   dist/panda-breath_<v>_aarch64-3.10.ipk         the two packages a
   dist/python3-websocket_<v>_aarch64-3.10.ipk    Snapmaker U1 installs
   dist/feed/                 every architecture, Packages, Packages.gz
-  dist/panda-breath-overlay-<v>.tar.gz   the Extended Firmware overlay,
-                                         with the U1 packages inside
+  dist/panda-breath-overlay-<v>.tar.gz   the Panda Breath files of the
+                                         Extended Firmware's chamber
+                                         heater feature, with the U1
+                                         packages inside
 """
 import argparse
 import hashlib
@@ -34,7 +36,7 @@ ARCHITECTURES = (U1_ARCH, "all")
 WEBSOCKET_RELEASE = 1
 SITE_PACKAGES = "usr/lib/python3.11/site-packages"
 LAVA = 1000
-OVERLAY = "firmware-extended/37-feature-panda-breath"
+OVERLAY = "firmware-extended/37-feature-chamber-heater"
 OVERLAY_PREFIX = f"overlays/{OVERLAY}"
 CONTROL_SCRIPTS = ("preinst", "postinst", "prerm", "postrm")
 PACKAGES = ("panda-breath", "python3-websocket")
@@ -163,7 +165,10 @@ def websocket_package(root, wheel_path, pkg_version=None):
 
 
 def overlay_members(root, ipks):
-    """The overlay folder from the source tree plus the U1 packages."""
+    """The overlay folder from the source tree plus the U1 packages.
+
+    Unpacked over a firmware checkout, its files replace those of the
+    firmware's own chamber heater feature folder of the same name."""
     source = root / "overlay" / OVERLAY
     if not (source / "scripts").is_dir():
         raise BuildError(f"the firmware overlay is missing: {source}")

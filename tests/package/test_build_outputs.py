@@ -78,10 +78,11 @@ def test_overlay_tarball_carries_the_overlay_and_the_u1_packages(
         for ipk in u1_ipks.values():
             packed = tar.extractfile(f"{prefix}/packages/{ipk.path.name}")
             assert packed.read() == ipk.raw
-        script = members[f"{prefix}/scripts/01-install-panda-breath.sh"]
+        script = members[f"{prefix}/scripts/02-install-panda-breath.sh"]
         assert script.mode == 0o755
         assert f"{prefix}/root/usr/local/share/firmware-config/functions/" \
-            "25_settings_tweaks_panda_breath.yaml" in members
+            "26_settings_snapmaker_components_chamber_heater_panda.yaml" \
+            in members
         for member in members.values():
             assert (member.uid, member.gid) == (0, 0)
     committed = ROOT / "overlay" / build.OVERLAY
