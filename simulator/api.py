@@ -10,7 +10,7 @@ import time
 from .device import Device
 from .nvs import Nvs
 from .profiles import DEFAULT_FIRMWARE, get_profile
-from .server import DeviceServer, pretty
+from .server import DeviceServer, TextBytes, pretty
 
 MAX_SPEED = 20000.0  # beyond this the model cannot keep up in real time
 WRONG_TYPES = (
@@ -188,6 +188,10 @@ class Simulator:
         """Write raw payloads (str text frames, bytes binary frames) to
         every client, as a misbehaving device would."""
         self._send(list(payloads))
+
+    def send_text_bytes(self, data):
+        """One text frame holding data as is, even if not UTF-8."""
+        self._send([TextBytes(data)])
 
     def _send(self, payloads):
         self._run(self.server.send_to_all(payloads))

@@ -17,11 +17,11 @@ from .api import Simulator
 from .profiles import DEFAULT_FIRMWARE, PROFILES
 
 PROG = "simulator"
-FAULT_FLAGS = ("half_open", "refuse", "no_upgrade", "http_status=CODE",
+FAULT_FLAGS = ("half_open", "mute", "refuse", "no_upgrade", "http_status=CODE",
                "slow_handshake=SECONDS", "sensor=open|short", "swap_leads")
 HELP = """commands:
   state                         the device's internal state
-  fault half_open|refuse|no_upgrade|swap_leads on|off
+  fault half_open|mute|refuse|no_upgrade|swap_leads on|off
   fault http_status 404|500|off
   fault slow_handshake SECONDS  (0 = off)
   fault sensor open|short|off   thermistor fault (auto-off push)
@@ -85,7 +85,7 @@ def parse_fault(text):
     """'NAME[=VALUE]' -> (name, value) for apply_fault."""
     name, _, value = text.partition("=")
     name = name.strip().replace("-", "_")
-    if name in ("half_open", "refuse", "no_upgrade", "swap_leads"):
+    if name in ("half_open", "mute", "refuse", "no_upgrade", "swap_leads"):
         return name, parse_switch(value or "on")
     if name == "http_status":
         return name, parse_status(value)

@@ -68,6 +68,10 @@ def decode(text):
         return None
 
 
+class TextBytes(bytes):
+    """Bytes sent as a text frame as they are, valid UTF-8 or not."""
+
+
 class Session:
     """One TCP connection to the device's HTTP server."""
 
@@ -107,7 +111,8 @@ class Session:
                 self.sent.append(Frame(time.monotonic(), self.number,
                                        payload, None))
                 try:
-                    await self.conn.send(payload)
+                    await self.conn.send(
+                        payload, text=isinstance(payload, TextBytes) or None)
                 finally:
                     if done is not None:
                         done.set_result(True)
@@ -156,7 +161,7 @@ class DeviceServer:
         self.reboot_delay = reboot_delay
         self.push_interval = push_interval
         self.snapshot_with_handshake = snapshot_with_handshake
-        self.faults = {"half_open": False, "refuse": False,
+        self.faults = {"half_open": False, "mute": False, "refuse": False,
                        "no_upgrade": False, "http_status": None,
                        "slow_handshake": 0.0}
         self.sessions = {}
@@ -267,7 +272,8 @@ class DeviceServer:
         return None
 
     def _process_response(self, conn, request, response):
-        if self.snapshot_with_handshake and response.status_code == 101:
+        if (self.snapshot_with_handshake and response.status_code == 101
+                and not self.faults["mute"]):
             conn.first_frame = self._snapshot_text()
         return None
 
@@ -284,7 +290,10 @@ class DeviceServer:
                  session.number, host, port, self.client_count())
         writer = None
         try:
-            if conn.first_frame is not None or not self.snapshot_with_handshake:
+            if self.faults["mute"]:
+                pass  # a hung push task says nothing, not even hello
+            elif (conn.first_frame is not None
+                  or not self.snapshot_with_handshake):
                 conn.first_frame = None
                 await conn.send(self._snapshot_text())
             writer = asyncio.create_task(session.write())
@@ -350,7 +359,7 @@ class DeviceServer:
                 self.reboot()
 
     def broadcast(self, message):
-        if self.faults["half_open"]:
+        if self.faults["half_open"] or self.faults["mute"]:
             return  # a silent device says nothing
         text = pretty(message)
         for session in self.clients():

@@ -10,7 +10,7 @@
 # state) and the Klipper glue (sensor, virtual pin, events, G-code), which
 # runs on the reactor thread only.
 import collections, json, logging, math, os, select, socket, struct
-import threading, time
+import threading, time, urllib.parse
 # The link thread's first connect would import the IDNA codec (host names)
 # holding the GIL while Klipper's reactor waits for it: import it here.
 import encodings.idna  # noqa: F401
@@ -29,7 +29,10 @@ DEVICE_MAX_TEMP = 60
 MAX_FRAME = 64 * 1024
 MAX_FRAME_RATE = 200    # frames a second; the device sends about 2
 FAST_RETRY_TIME = 15.   # a rebooting device is back within seconds
+STABLE_LINK_TIME = 10.  # a link lost sooner counts as a failed attempt
+CLOSE_TIME = 1.         # the most close() waits for its last frames
 LOG_REPEAT_TIME = 60.
+LINK_LOG_BURST = 6      # link up/down lines per LOG_REPEAT_TIME
 
 
 ######################################################################
@@ -265,14 +268,17 @@ class DeviceLink:
     ('up', settings) once the snapshot arrived, ('update', settings,
     rx_time), ('down', reason) and ('error', kind, text) for bad input
     that was dropped.  send() and close() may be called from any thread
-    and never block."""
+    and never block; once close() returned, notify is not called again."""
     def __init__(self, url, notify, options):
         self.url = url
+        self.address = urllib.parse.urlsplit(url)
         self.notify = notify
         self.options = options
         self.outbox = collections.deque()
+        self.final = []         # frames handed to close()
         self.closing = False
-        self.established = False
+        self.sock = None        # the socket being connected or served
+        self.up_time = None
         self.lock = threading.Lock()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -285,9 +291,33 @@ class DeviceLink:
         self.outbox.extend(frames)
         self._wake()
     def close(self, frames=()):
-        self.outbox.extend(frames)
-        self.closing = True
+        with self.lock:
+            self.final.extend(frames)
+            self.closing = True
+            if not self.final:
+                # Nothing left to say: unblock a connect or handshake now
+                self._interrupt()
         self._wake()
+    def stop(self, frames=(), timeout=CLOSE_TIME):
+        """close(), then wait for the thread; a thread still saying its
+        last words after timeout is cut off.  True once it ended."""
+        self.close(frames)
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            with self.lock:
+                self._interrupt()
+            self.thread.join(timeout)
+        return not self.thread.is_alive()
+    def _interrupt(self):
+        if self.sock is not None:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+    def _emit(self, *event):
+        with self.lock:
+            if not self.closing:
+                self.notify(*event)
     def _wake(self):
         with self.lock:
             if self.wake_w is None:
@@ -323,32 +353,68 @@ class DeviceLink:
                 if self._session():
                     lost = time.monotonic()
                 # Soon after a working link was lost (a reboot) retry at
-                # once each time; back off only for a device that stays
-                # away.
+                # once each time; back off for a device that stays away
+                # or keeps dropping the link.
                 if time.monotonic() - lost < FAST_RETRY_TIME:
                     delay = opts.reconnect_delay
                 else:
                     delay = min(max(delay * 2., opts.reconnect_delay),
                                 opts.reconnect_max_delay)
+            if self.final:
+                self._session()     # the link was down when closed
         finally:
             with self.lock:
                 os.close(self.wake_r)
                 os.close(self.wake_w)
                 self.wake_w = None
+    def _connect(self):
+        port = self.address.port or 80
+        addrs = socket.getaddrinfo(self.address.hostname, port, 0,
+                                   socket.SOCK_STREAM)
+        for family, kind, proto, _, addr in addrs:
+            sock = socket.socket(family, kind, proto)
+            with self.lock:
+                if self.closing and not self.final:
+                    sock.close()
+                    raise LinkDown("closing")
+                self.sock = sock
+            try:
+                sock.settimeout(self.options.connect_timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.connect(addr)
+                # skip_utf8_validation: _receive decodes the text itself
+                ws = websocket.WebSocket(skip_utf8_validation=True)
+                ws.connect(self.url, socket=sock, suppress_origin=True,
+                           timeout=self.options.connect_timeout)
+                return ws
+            except Exception:
+                self._drop_socket()
+                if addr == addrs[-1][4]:
+                    raise
+        raise LinkDown("no address for %s" % (self.address.hostname,))
+    def _drop_socket(self):
+        with self.lock:
+            sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close()
+    def _stable(self):
+        # A link lost soon after it came up counts as a failed attempt.
+        return (self.up_time is not None
+                and time.monotonic() - self.up_time >= STABLE_LINK_TIME)
     def _session(self):
-        ws = websocket.WebSocket(skip_utf8_validation=False)
+        self.up_time = None
         try:
-            ws.connect(self.url, timeout=self.options.connect_timeout,
-                       suppress_origin=True)
+            ws = self._connect()
         except Exception as e:
-            ws.shutdown()
-            self.notify('down', describe_error(e, 'connect'))
+            self._emit('down', describe_error(e, 'connect'))
             return False
-        if self.closing:
+        with self.lock:
+            closing = self.closing
+            if not closing:
+                self.outbox.clear()
+        if closing:
             self._goodbye(ws)
             return False
-        self.outbox.clear()
-        self.established = False
         try:
             self._serve(ws)
         except Exception as e:
@@ -357,18 +423,24 @@ class DeviceLink:
             else:
                 reason = describe_error(e, 'link')
             self._abort(ws)
-            self.notify('down', reason)
-            return self.established
+            self._emit('down', reason)
+            return self._stable()
         self._goodbye(ws)
-        self.notify('down', 'closed')
-        return self.established
+        self._emit('down', 'closed')
+        return self._stable()
     def _goodbye(self, ws):
         try:
-            self._flush(ws)
-            ws.close(timeout=1.)
+            ws.settimeout(CLOSE_TIME)
+            while self.outbox:
+                ws.send(self.outbox.popleft())
+            with self.lock:
+                final, self.final = self.final, []
+            for frame in final:
+                ws.send(frame)
+            ws.close(timeout=CLOSE_TIME)
         except Exception:
             pass
-        ws.shutdown()
+        self._drop_socket()
     def _abort(self, ws):
         # A failed link is reset, not closed: frames the device has not
         # taken yet die with it instead of arriving after Klipper's intent
@@ -379,7 +451,7 @@ class DeviceLink:
                                struct.pack('ii', 1, 0))
         except (AttributeError, OSError):
             pass
-        ws.shutdown()
+        self._drop_socket()
     def _flush(self, ws):
         ws.settimeout(self.options.send_timeout)
         while self.outbox:
@@ -392,7 +464,7 @@ class DeviceLink:
         second, frames = start, 0
         while True:
             if self.closing:
-                return established
+                return
             now = time.monotonic()
             if now - last_text <= SILENCE:
                 # Nothing is written into a link that went quiet: held
@@ -400,14 +472,16 @@ class DeviceLink:
                 self._flush(ws)
             if not established and now - start > opts.link_timeout:
                 raise LinkDown("the device sent no settings snapshot")
-            if now - last_rx > opts.link_timeout:
-                raise LinkDown("no data from the device for %.0f s"
-                               % (now - last_rx,))
+            # Pongs come from the device's HTTP server, which outlives a
+            # hung push task: only text frames prove the device works.
+            if now - last_text > opts.link_timeout:
+                raise LinkDown("no reading from the device for %.0f s"
+                               % (now - last_text,))
             if now - last_ping >= opts.keepalive_interval:
                 ws.ping()
                 last_ping = now
             wait = min(last_ping + opts.keepalive_interval,
-                       last_rx + opts.link_timeout) - now
+                       last_text + opts.link_timeout) - now
             readable, _, _ = select.select([sock, self.wake_r], [], [],
                                            max(0., wait) + .01)
             if self.wake_r in readable:
@@ -428,13 +502,13 @@ class DeviceLink:
             if frames == MAX_FRAME_RATE:
                 # Parsing a flood would starve Klipper's reactor of the
                 # interpreter: leave the rest in the socket for a while.
-                self.notify('error', 'flood', "device sends over %d frames"
-                            " a second; reading them more slowly"
-                            % (MAX_FRAME_RATE,))
+                self._emit('error', 'flood', "device sends over %d frames"
+                           " a second; reading them more slowly"
+                           % (MAX_FRAME_RATE,))
                 self._sleep(second + 1. - last_rx)
                 last_rx = time.monotonic()
             if opcode == websocket.ABNF.OPCODE_BINARY:
-                self.notify('error', 'binary', "binary frame dropped")
+                self._emit('error', 'binary', "binary frame dropped")
                 continue
             if opcode != websocket.ABNF.OPCODE_TEXT:
                 continue
@@ -445,9 +519,8 @@ class DeviceLink:
                                % (last_rx - last_text,))
             last_text = last_rx
             if self._receive(frame.data, last_rx, established):
-                # kept on self: a session that ends in LinkDown was still
-                # established, so the back-off starts over
-                established = self.established = True
+                established = True
+                self.up_time = last_rx
     def _frame_too_large(self, ws):
         # Read the header before the payload so a huge frame is refused
         # without buffering it.
@@ -463,20 +536,20 @@ class DeviceLink:
         try:
             msg = decode_frame(data)
         except ProtocolError as e:
-            self.notify('error', 'frame', str(e))
+            self._emit('error', 'frame', str(e))
             return False
         settings, rejected = read_settings(msg)
         printer = read_printer(msg)
         if printer:
             settings['printer'] = printer
         if rejected:
-            self.notify('error', 'type', "ignored wrongly typed %s"
-                        % (', '.join(sorted(rejected)),))
+            self._emit('error', 'type', "ignored wrongly typed %s"
+                       % (', '.join(sorted(rejected)),))
         if not established and is_state_update(settings):
-            self.notify('up', settings)
+            self._emit('up', settings)
             return True
         if settings:
-            self.notify('update', settings, rx_time)
+            self._emit('update', settings, rx_time)
         return False
 
 
@@ -501,6 +574,8 @@ def describe_error(e, stage):
             return "connection closed by the device"
         if isinstance(e, websocket.WebSocketAddressException):
             return "cannot resolve the device's host name"
+    if isinstance(e, socket.gaierror):
+        return "cannot resolve the device's host name"
     if isinstance(e, ConnectionRefusedError):
         return "connection refused"
     if isinstance(e, TimeoutError):
@@ -639,6 +714,8 @@ class PandaBreath:
         self.last_error = None
         self.reconnects = 0
         self.log_times = {}
+        self.link_log_times = collections.deque()
+        self.link_log_skipped = 0
         self.events = []
         self.events_lock = threading.Lock()
         self.events_pending = False
@@ -718,7 +795,11 @@ class PandaBreath:
                                or self.started):
             frames = off_frames()
             self._end_session()
-        self.link.close(frames)
+        # Joined here, so nothing of it reaches the reactor Klipper is
+        # about to finalize; the wait is bounded (CLOSE_TIME twice).
+        if not self.link.stop(frames):
+            logging.warning("panda_breath: link thread did not end in time"
+                            " (a host name lookup?); it is left to finish")
         self.link = None
         self.connected = False
     # Events from the link thread, handed to the reactor
@@ -760,19 +841,20 @@ class PandaBreath:
         self.device = dict(settings)
         if not self.device.get('work_on'):
             self.unconfirmed_off.discard(self.url)
-        logging.info("panda_breath: connected to %s (firmware %s)",
-                     self.url, settings.get('fw_version', '?'))
+        self._log_link("connected to %s (firmware %s)"
+                       % (self.url, settings.get('fw_version', '?')))
         self._track_drying(eventtime, settings)
         self._reconcile()
         self._observe(eventtime, settings)
     def _link_down(self, reason):
         if self.connected:
             self.reconnects += 1
-            logging.info("panda_breath: link to %s lost: %s",
-                         self.url, reason)
+            self._log_link("link to %s lost: %s" % (self.url, reason))
+            # Once per loss: each failed retry restarting it would put
+            # off the held reading for as long as retries keep failing.
+            self.reactor.update_timer(self.hold_timer, self.reactor.NOW)
         self.connected = False
         self._note_error('link', reason)
-        self.reactor.update_timer(self.hold_timer, self.reactor.NOW)
     def _update(self, eventtime, settings):
         printer = settings.pop('printer', None)
         if printer:
@@ -804,6 +886,20 @@ class PandaBreath:
             self._deliver(eventtime)
             # Readings flow: no timer wakes Klipper while they do.
             self.reactor.update_timer(self.hold_timer, self.reactor.NEVER)
+    def _log_link(self, text):
+        # A device that keeps dropping the link would fill klippy.log
+        now = self.reactor.monotonic()
+        times = self.link_log_times
+        while times and times[0] <= now - LOG_REPEAT_TIME:
+            times.popleft()
+        if len(times) >= LINK_LOG_BURST:
+            self.link_log_skipped += 1
+            return
+        if self.link_log_skipped:
+            text += " (%d link changes not logged)" % (self.link_log_skipped,)
+            self.link_log_skipped = 0
+        times.append(now)
+        logging.info("panda_breath: %s", text)
     def _note_error(self, kind, text):
         self.last_error = text
         now = self.reactor.monotonic()
@@ -841,8 +937,19 @@ class PandaBreath:
             return      # no heater section: Klipper never sets a target
         target = self.heater.get_temp(self.reactor.monotonic())[1]
         if target != self.target:
-            self.target = target
-            self.apply_target("target changed")
+            self._target_changed(target)
+    def _target_changed(self, target):
+        if target > DEVICE_MAX_TEMP:
+            # The device never passes its maximum: waiting for more would
+            # end the print in verify_heater, so Klipper's own target
+            # becomes what the device can reach.
+            self._respond("Panda Breath: chamber target %.0f lowered to %d,"
+                          " the most the device holds"
+                          % (target, DEVICE_MAX_TEMP))
+            self.heater.set_temp(DEVICE_MAX_TEMP)
+            target = DEVICE_MAX_TEMP
+        self.target = target
+        self.apply_target("target changed")
     def _wanted(self):
         if self.shutdown or (self.pin is not None and self.pin.expired):
             return 0.

@@ -14,7 +14,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
 FIGURES = {
     "command_latency", "telemetry_latency", "stall_normal",
     "stall_unreachable", "stall_dns", "stall_no_upgrade", "stall_half_open",
-    "stall_flood", "lag_flood", "reconnect", "silent_link", "cpu_idle",
+    "stall_flood", "lag_flood", "reconnect", "silent_link",
+    "silent_link_mute", "cpu_idle",
     "cpu_per_1000", "rss_growth", "fd_change", "thread_change"}
 
 

@@ -38,7 +38,10 @@ IDLE_CONFIG = "\n[idle_timeout]\ntimeout: 3600\n"
 SIMULATOR = dict(push_interval=0.05, reboot_delay=0.05, speed=50.0)
 
 ACCEPTED = {"work_mode": (1, 3), "set_temp": (0, DEVICE_MAX),
-            "temp": (0, DEVICE_MAX)}
+            "temp": (0, DEVICE_MAX), "filament_drying_mode": (1, 3),
+            "filament_temp": (40, DEVICE_MAX), "filament_timer": (1, 99),
+            "isrunning": (0, 1), "hotbedtemp": (40, 120),
+            "filtertemp": (0, 120)}
 ALWAYS_ON = 2
 PRESSES = {
     "drying": dict(work_on=True, work_mode=3, isrunning=1),
@@ -54,7 +57,9 @@ INITIAL = {
     # an always-on device that came back from a power cut heating
     "always_on": dict(work_on=True, work_mode=ALWAYS_ON, set_temp=50),
 }
-LINK_FAULTS = ("half_open", "refuse", "no_upgrade")
+LINK_FAULTS = ("half_open", "mute", "refuse", "no_upgrade")
+# Faults in which the device's pushes are lost.
+SILENT_FAULTS = ("half_open", "mute")
 # A connection attempt caught by these waits out connect_timeout first.
 HANDSHAKE_FAULTS = ("half_open", "no_upgrade")
 # The simulator's half-open device drops the pushes it would have sent.
@@ -63,6 +68,8 @@ HANDSHAKE_FAULTS = ("half_open", "no_upgrade")
 # a sensor fault) lasts at least this long: longer than the silence (three
 # missed 0.5 s pushes) after which a client must re-read the device.
 HIDDEN_PUSH_OUTAGE = 1.6
+DRY = {"pla": "PRESET=PLA", "custom": "TEMP=45 HOURS=1"}
+AUTO = {"on": "TARGET=45 HEAT_AT=60 FAN_AT=40", "off": "ENABLE=0"}
 BAD_FRAMES = {"malformed": "send_malformed", "oversized": "send_oversized",
               "binary": "send_binary", "wrong_types": "send_wrong_types"}
 
@@ -117,6 +124,7 @@ class World:
         self.calm_since = 0.
         self.bound = BOUND
         self.user_session = False
+        self.klipper_session = False    # started by PANDA_BREATH_DRY/AUTO
         self.intent = None
         self.latches = []
         self.frames_seen = 0
@@ -204,6 +212,32 @@ class World:
             self.intent = device_set_temp(target)
             self._end_latch()
 
+    def ev_dry(self, kind):
+        asked = time.monotonic()
+        if self._gcode("PANDA_BREATH_DRY " + DRY[kind]):
+            self._klipper_session_started(asked)
+
+    def _klipper_session_started(self, asked):
+        # The oracle forgets a session while the device is off: wait
+        # until the device shows it (frames lost with a link may never).
+        try:
+            self.k.run_until(lambda: self.sim.state()["work_on"],
+                             timeout=self.bound)
+        except HarnessTimeout:
+            pass
+        self.user_session = self.klipper_session = True
+        self.intent = None
+        self._end_latch(asked)  # a new session, asked of a ready Klipper
+
+    def ev_auto(self, kind):
+        # The simulator is not bound to a printer: AUTO=on is refused, and
+        # ENABLE=0 ends an auto session however it started.
+        asked = time.monotonic()
+        if self._gcode("PANDA_BREATH_AUTO " + AUTO[kind]):
+            self.intent = None
+            if kind == "on":
+                self._klipper_session_started(asked)
+
     def ev_turn_off_heaters(self):
         if self._gcode("TURN_OFF_HEATERS"):
             self.intent = None
@@ -228,6 +262,9 @@ class World:
     def _restart(self, command):
         self.k.gcode(command)
         self.intent = None
+        if self.klipper_session:
+            # A session Klipper started ends with it
+            self.user_session = self.klipper_session = False
         self.shutdown_seen = False
         self.calm_since = max(self.calm_since, time.monotonic())
 
@@ -248,23 +285,24 @@ class World:
             self.sim.press(**PRESSES[kind])
         except ValueError:
             return  # the panel is dark while the device is off
-        self.hidden_push |= "half_open" in self.faults
+        self.hidden_push |= bool(self.faults & set(SILENT_FAULTS))
         s = self.sim.state()
         on = s["work_on"]
         self.user_session = on and s["work_mode"] != ALWAYS_ON
         if kind != "on" or self.user_session:
             self.intent = None  # the user took the device over
+        self.klipper_session = False
         if on and not self.k.is_shutdown():
             self._end_latch()  # a new session, started by the user
 
     def ev_fault(self, name, on):
-        if name == "half_open" and not on and self.hidden_push:
+        if name in SILENT_FAULTS and not on and self.hidden_push:
             now = time.monotonic()
             left = self.half_open_since + HIDDEN_PUSH_OUTAGE - now
             if left > 0.:
                 self.k.run(left)
         self.sim.set_fault(name, on)
-        if name == "half_open" and on != (name in self.faults):
+        if name in SILENT_FAULTS and on != (name in self.faults):
             self.half_open_since = time.monotonic()
             self.hidden_push = False
         if on:
@@ -273,6 +311,9 @@ class World:
             self.faults.discard(name)
             extra = (OPTIONS["connect_timeout"]
                      if name in HANDSHAKE_FAULTS else 0.)
+            if name == "mute":
+                # a connection made while muted got no snapshot
+                extra = OPTIONS["link_timeout"]
             self.calm_since = max(self.calm_since,
                                   time.monotonic() + extra)
 
@@ -284,14 +325,14 @@ class World:
 
     def ev_sensor(self, kind):
         self.sim.sensor_fault(kind)
-        self.hidden_push |= "half_open" in self.faults
+        self.hidden_push |= bool(self.faults & set(SILENT_FAULTS))
 
     def ev_wait(self, seconds):
         self.k.run(seconds)
 
     # The oracle
-    def _end_latch(self):
-        now = time.monotonic()
+    def _end_latch(self, now=None):
+        now = time.monotonic() if now is None else now
         for latch in self.latches:
             if latch.end is None:
                 latch.end = now
@@ -348,7 +389,7 @@ class World:
             return None
         on, mode = s["work_on"], s["work_mode"]
         if not on or mode == ALWAYS_ON:
-            self.user_session = False
+            self.user_session = self.klipper_session = False
         latch = self._open_latch()
         if latch is not None:
             if on:

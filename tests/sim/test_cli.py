@@ -156,12 +156,15 @@ def test_console_faults_switch_at_run_time(running):
         while True:
             ws.recv()
     assert "sent" in command(proc, "send malformed")
+    assert "fault mute: on" in command(proc, "fault mute on")
+    assert "'mute': True" in command(proc, "state")
 
 
 def test_console_bad_commands_get_a_message_and_carry_on(running):
     proc, _ = running()
     for line, message in (("warp 9", "unknown command"),
                           ("fault half_open maybe", "expected on or off"),
+                          ("fault mute maybe", "expected on or off"),
                           ("fault sensor melted", "sensor fault"),
                           ("fault http_status 499", "HTTP error status"),
                           ("fault slow_handshake -1", "seconds must be"),

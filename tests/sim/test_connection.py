@@ -215,6 +215,36 @@ def test_half_open_device_does_not_read_writes(sim, connect):
     sim.wait_for(lambda s: s["set_temp"] == 33)
 
 
+def test_mute_stops_pushes_but_pings_are_still_answered(sim, connect):
+    client = connect(sim)
+    sim.set_fault("mute", True)
+    client.frames_for(0.15)  # a push already on the wire
+    client.ws.ping("are you there")
+    seen = control_frames(client, 0.5)
+    assert websocket.ABNF.OPCODE_PONG in seen
+    assert websocket.ABNF.OPCODE_TEXT not in seen
+    sim.set_fault("mute", False)
+    assert websocket.ABNF.OPCODE_TEXT in control_frames(client, 0.3)
+
+
+def test_mute_device_still_applies_writes(sim, connect):
+    client = connect(sim)
+    sim.set_fault("mute", True)
+    client.send({"settings": {"set_temp": 33}})
+    sim.wait_for(lambda s: s["set_temp"] == 33)
+
+
+def test_mute_device_upgrades_new_connections_but_sends_no_snapshot(
+        sim, connect):
+    sim.set_fault("mute", True)
+    ws = websocket.create_connection(sim.url, timeout=0.5)
+    with pytest.raises(websocket.WebSocketTimeoutException):
+        ws.recv()
+    ws.close(timeout=0.5)
+    sim.set_fault("mute", False)
+    assert "settings" in connect(sim).snapshot
+
+
 def test_pong_answers_a_ping_normally(sim, connect):
     client = connect(sim)
     client.ws.ping("hi")
