@@ -13,7 +13,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from .world import BAD_FRAMES, INITIAL, LINK_FAULTS, PRESSES, World
+from .world import AUTO, BAD_FRAMES, DRY, INITIAL, LINK_FAULTS, PRESSES, World
 
 # 0, in range (whole and fractional), above the device's 60 but within
 # Klipper's max_temp 70, and above max_temp (Klipper refuses it).
@@ -70,6 +70,14 @@ class SafetyMachine(RuleBasedStateMachine):
     @rule()
     def idle_timeout(self):
         self.world.step("idle_timeout")
+
+    @rule(kind=st.sampled_from(sorted(DRY)))
+    def dry(self, kind):
+        self.world.step("dry", kind)
+
+    @rule(kind=st.sampled_from(sorted(AUTO)))
+    def auto(self, kind):
+        self.world.step("auto", kind)
 
     # Device
     @rule(off_for=OFF_FOR)

@@ -51,6 +51,23 @@ def test_rule1_klipper_target_heats_and_target_zero_stops(world):
     assert not world.sim.state()["heat_request"]
 
 
+def test_rule1_drying_klipper_started_runs_and_ends_with_a_restart(world):
+    world.start("off")
+    world.step("dry", "pla")
+    world.sim.wait_for(lambda s: s["work_on"] and s["isrunning"])
+    world.step("restart")
+    world.step("wait", 0.3)
+    assert not world.sim.state()["work_on"]
+
+
+def test_rule1_auto_off_ends_an_auto_session_started_on_device(world):
+    world.start("auto")
+    world.step("auto", "on")        # refused: the device is not bound
+    assert world.sim.state()["work_on"]
+    world.step("auto", "off")
+    world.sim.wait_for(lambda s: not s["work_on"])
+
+
 # Rule 2: convergence within the reconnect back-off plus one second once
 # the link is back.
 

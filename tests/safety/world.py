@@ -53,7 +53,10 @@ SIMULATOR = dict(push_interval=0.05, reboot_delay=0.05, speed=50.0)
 POLL = 0.02
 
 ACCEPTED = {"work_mode": (1, 3), "set_temp": (0, DEVICE_MAX),
-            "temp": (0, DEVICE_MAX)}
+            "temp": (0, DEVICE_MAX), "filament_drying_mode": (1, 3),
+            "filament_temp": (40, DEVICE_MAX), "filament_timer": (1, 99),
+            "isrunning": (0, 1), "hotbedtemp": (40, 120),
+            "filtertemp": (0, 120)}
 ALWAYS_ON = 2
 PRESSES = {
     "drying": dict(work_on=True, work_mode=3, isrunning=1),
@@ -78,6 +81,8 @@ HANDSHAKE_FAULTS = ("half_open", "no_upgrade")
 # a sensor fault) lasts at least this long: longer than the silence (three
 # missed 0.5 s pushes) after which a client must re-read the device.
 HIDDEN_PUSH_OUTAGE = 1.6
+DRY = {"pla": "PRESET=PLA", "custom": "TEMP=45 HOURS=1"}
+AUTO = {"on": "TARGET=45 HEAT_AT=60 FAN_AT=40", "off": "ENABLE=0"}
 BAD_FRAMES = {"malformed": "send_malformed", "oversized": "send_oversized",
               "binary": "send_binary", "wrong_types": "send_wrong_types"}
 
@@ -156,6 +161,7 @@ class World:
         self.calm_since = 0.
         self.bound = BOUND
         self.user_session = False
+        self.klipper_session = False    # started by PANDA_BREATH_DRY/AUTO
         self.intent = None
         self.latches = []
         self.frames_seen = 0
@@ -165,6 +171,7 @@ class World:
         self.half_open_since = None
         self.hidden_push = False
         self.responses = []  # Klipper's console, kept after close()
+        self.log = ""        # klippy.log, kept after close()
 
     # Set-up and tear-down
     def start(self, initial="off"):
@@ -272,6 +279,32 @@ class World:
             self.intent = device_set_temp(target)
             self._end_latch()
 
+    def ev_dry(self, kind):
+        asked = time.monotonic()
+        if self._gcode("PANDA_BREATH_DRY " + DRY[kind]):
+            self._klipper_session_started(asked)
+
+    def _klipper_session_started(self, asked):
+        # The oracle forgets a session while the device is off: wait
+        # until the device shows it (frames lost with a link may never).
+        try:
+            wait_until(lambda: self.sim.state()["work_on"],
+                       timeout=self.bound)
+        except WorldTimeout:
+            pass
+        self.user_session = self.klipper_session = True
+        self.intent = None
+        self._end_latch(asked)  # a new session, asked of a ready Klipper
+
+    def ev_auto(self, kind):
+        # The simulator is not bound to a printer: AUTO=on is refused, and
+        # ENABLE=0 ends an auto session however it started.
+        asked = time.monotonic()
+        if self._gcode("PANDA_BREATH_AUTO " + AUTO[kind]):
+            self.intent = None
+            if kind == "on":
+                self._klipper_session_started(asked)
+
     def ev_turn_off_heaters(self):
         if self._gcode("TURN_OFF_HEATERS"):
             self.intent = None
@@ -313,6 +346,9 @@ class World:
             self.klipper_error = True
         self._watch_console()
         self.intent = None
+        if self.klipper_session:
+            # A session Klipper started ends with it
+            self.user_session = self.klipper_session = False
         self.shutdown_seen = False
         self.calm_since = max(self.calm_since, time.monotonic())
 
@@ -339,6 +375,7 @@ class World:
         self.user_session = on and s["work_mode"] != ALWAYS_ON
         if kind != "on" or self.user_session:
             self.intent = None  # the user took the device over
+        self.klipper_session = False
         if on and not self.is_shutdown():
             self._end_latch()  # a new session, started by the user
 
@@ -375,8 +412,8 @@ class World:
         time.sleep(seconds)
 
     # The oracle
-    def _end_latch(self):
-        now = time.monotonic()
+    def _end_latch(self, now=None):
+        now = time.monotonic() if now is None else now
         for latch in self.latches:
             if latch.end is None:
                 latch.end = now
@@ -435,7 +472,7 @@ class World:
             return None
         on, mode = s["work_on"], s["work_mode"]
         if not on or mode == ALWAYS_ON:
-            self.user_session = False
+            self.user_session = self.klipper_session = False
         latch = self._open_latch()
         if latch is not None:
             if on:
