@@ -12,6 +12,7 @@ from . import figures, report
 from .procs import ROOT
 
 DEFAULT_OUT = os.path.join(ROOT, "dist", "bench")
+DOC = os.path.join(ROOT, "docs", "performance.md")
 
 
 class Plan:
@@ -70,6 +71,8 @@ def build_parser():
     p.add_argument("--reconnects", type=int, metavar="N",
                    help="reconnects for the memory figures (default"
                    " 10,000; --quick 20)")
+    p.add_argument("--doc", action="store_true",
+                   help="also write the report into docs/performance.md")
     p.add_argument("--soak", type=float, metavar="MINUTES",
                    help="run a simulated long print for MINUTES instead")
     p.add_argument("--safety", metavar="N",
@@ -98,7 +101,12 @@ def main(argv=None):
     if args.soak is not None:
         from . import soak
         return soak.main(args.soak, args.out)
-    return bench(args.quick, args.out, args.reconnects, args.tree)
+    status = bench(args.quick, args.out, args.reconnects, args.tree)
+    if args.doc and status in (0, 1):
+        with open(os.path.join(args.out, "report.md")) as f:
+            report.update_doc(DOC, f.read())
+        print("wrote %s" % (DOC,))
+    return status
 
 
 def bench(quick, out, reconnects=None, only=None):

@@ -143,6 +143,21 @@ def text_table(rows):
                      .rstrip() for r in rows)
 
 
+DOC_BEGIN = "<!-- bench report: written by ./build.sh bench --doc -->"
+DOC_END = "<!-- end of bench report -->"
+
+
+def update_doc(path, report_md):
+    """Put a report.md's text between the markers in the doc at path."""
+    with open(path) as f:
+        text = f.read()
+    start, end = text.index(DOC_BEGIN), text.index(DOC_END)
+    body = report_md.split("\n", 2)[2].strip()  # without its heading
+    with open(path, "w") as f:
+        f.write(text[:start + len(DOC_BEGIN)] + "\n\n" + body + "\n\n"
+                + text[end:])
+
+
 def write(out_dir, results, mode, seconds, trees_info=None):
     """results: {tree: [Figure]}."""
     os.makedirs(out_dir, exist_ok=True)
