@@ -27,7 +27,7 @@ COMMON = dict(deadline=None, database=None, stateful_step_count=12,
               report_multiple_bugs=False)
 # The README's test command: a bounded, repeatable profile, a few
 # examples in each real Klipper tree (each example starts Klipper).
-settings.register_profile("safety-bounded", max_examples=6,
+settings.register_profile("safety-bounded", max_examples=10,
                           derandomize=True, **COMMON)
 # The long run (./build.sh bench --safety N): fresh random examples.
 settings.register_profile("safety-long", max_examples=10000, **COMMON)
