@@ -63,6 +63,20 @@ need_venv() {
     echo "$want" >"$stamp"
 }
 
+# Real Moonraker, for the check of what Fluidd and Mainsail see, in a venv
+# of its own: its pins are not the project's.
+need_moonraker() {
+    local dir="$ROOT/.cache/moonraker" req=tests/realklipper/moonraker-requirements.txt
+    local stamp="$dir/.requirements.sha256" want
+    want=$(sha256sum "$req" | cut -d' ' -f1)
+    [ -x "$dir/bin/moonraker" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+    say "setting up $dir"
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
+    echo "$want" >"$stamp"
+}
+
 cmd_build() {
     need_venv
     "$PY" -m package.build "$@"
@@ -72,7 +86,10 @@ cmd_test() {
     need_venv
     # Maintainer and overlay scripts are also run under BusyBox ash, the
     # shell of the U1 and of the QEMU guest.
-    need_apt busybox
+    need_apt busybox gcc make libc6-dev
+    # Moonraker's authorization (libnacl) loads libsodium.
+    need_apt libsodium23
+    need_moonraker
     cmd_build >/dev/null
     local rc=0
     "$PY" -m pytest "$@" || rc=$?

@@ -1,17 +1,21 @@
 """Build dist/: the .ipk packages, the opkg feed and the overlay tarball.
 
     python -m package.build [--dist DIR] [--cache DIR]
+                            [--set-version PACKAGE=VERSION ...]
 
 Outputs, all byte-identical when built again from the same commit:
   dist/panda-breath_<v>_aarch64-3.10.ipk         the two packages a
   dist/python3-websocket_<v>_aarch64-3.10.ipk    Snapmaker U1 installs
   dist/feed/                 every architecture, Packages, Packages.gz
-  dist/panda-breath-overlay-<v>.tar.gz   the Extended Firmware overlay,
-                                         with the U1 packages inside
+  dist/panda-breath-overlay-<v>.tar.gz   the Panda Breath files of the
+                                         Extended Firmware's chamber
+                                         heater feature, with the U1
+                                         packages inside
 """
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -32,18 +36,23 @@ ARCHITECTURES = (U1_ARCH, "all")
 WEBSOCKET_RELEASE = 1
 SITE_PACKAGES = "usr/lib/python3.11/site-packages"
 LAVA = 1000
-OVERLAY = "firmware-extended/37-feature-panda-breath"
+OVERLAY = "firmware-extended/37-feature-chamber-heater"
 OVERLAY_PREFIX = f"overlays/{OVERLAY}"
 CONTROL_SCRIPTS = ("preinst", "postinst", "prerm", "postrm")
+PACKAGES = ("panda-breath", "python3-websocket")
 
-# opkg-lede creates no missing parent directory when it unpacks data (it
-# extracts without libbb's extract_create_leading_dirs) and applies the
-# owner and mode of every directory entry, even to a directory that exists.
-# So a package carries the standard system directories above its files,
-# root-owned 0755 as they are, but never Klipper's tree under /home/lava:
-# that must exist already, with its owner untouched.
-SYSTEM_DIRS = ("./etc", "./usr", "./usr/bin", "./usr/lib",
-               "./usr/lib/python3.11", f"./{SITE_PACKAGES}", "./usr/share")
+# opkg-lede creates no missing parent directory when it unpacks data, and
+# it applies the owner and mode of every directory entry, even to a
+# directory that exists (an existing /opt 1234:1234 0750 became root:root
+# 0755).  So a package lists only the directories it owns; the parents of
+# those (Klipper's extras folder, /usr/bin, site-packages, ...) keep their
+# owner and mode, and the package's preinst refuses to install where one
+# of them is missing, instead of letting opkg report success with files
+# not written.
+
+# An opkg version: digits first, then letters, digits and . + ~, and an
+# optional -release.
+VERSION_RE = re.compile(r"^[0-9][A-Za-z0-9.+~]*(-[A-Za-z0-9.+~]+)?$")
 
 
 class BuildError(Exception):
@@ -119,13 +128,6 @@ def _source(path, what):
     return path.read_bytes()
 
 
-def with_system_dirs(data):
-    names = [m.name for m in data]
-    needed = [d for d in SYSTEM_DIRS
-              if any(n.startswith(d + "/") for n in names)]
-    return [directory(d) for d in needed] + data
-
-
 def panda_breath_package(root, pkg_version):
     recipe = root / "package" / "panda-breath"
     module = _source(root / "klipper" / "extras" / "panda_breath.py",
@@ -145,11 +147,10 @@ def panda_breath_package(root, pkg_version):
         Member("./usr/share/panda-breath/panda_breath.cfg", template),
         Member("./usr/share/panda-breath/panda_breath_modes.cfg", modes),
     ]
-    return Package("panda-breath", pkg_version, recipe,
-                   with_system_dirs(data))
+    return Package("panda-breath", pkg_version, recipe, data)
 
 
-def websocket_package(root, wheel_path):
+def websocket_package(root, wheel_path, pkg_version=None):
     recipe = root / "package" / "python3-websocket"
     files = wheel.site_packages_files(wheel_path)
     dirs = set()
@@ -159,13 +160,15 @@ def websocket_package(root, wheel_path):
     data = [directory(f"./{SITE_PACKAGES}/{d}") for d in dirs]
     data += [Member(f"./{SITE_PACKAGES}/{name}", content)
              for name, content in files]
-    pkg_version = f"{wheel.VERSION}-{WEBSOCKET_RELEASE}"
-    return Package("python3-websocket", pkg_version, recipe,
-                   with_system_dirs(data))
+    pkg_version = pkg_version or f"{wheel.VERSION}-{WEBSOCKET_RELEASE}"
+    return Package("python3-websocket", pkg_version, recipe, data)
 
 
 def overlay_members(root, ipks):
-    """The overlay folder from the source tree plus the U1 packages."""
+    """The overlay folder from the source tree plus the U1 packages.
+
+    Unpacked over a firmware checkout, its files replace those of the
+    firmware's own chamber heater feature folder of the same name."""
     source = root / "overlay" / OVERLAY
     if not (source / "scripts").is_dir():
         raise BuildError(f"the firmware overlay is missing: {source}")
@@ -205,13 +208,29 @@ def _clean(dist):
             path.unlink()
 
 
-def build(root=ROOT, dist=None, cache=None):
-    """Build everything; return the list of paths written."""
+def _check_versions(versions):
+    for name, value in versions.items():
+        if name not in PACKAGES:
+            raise BuildError(f"no package '{name}' to set the version of "
+                             f"(packages: {', '.join(PACKAGES)})")
+        if not VERSION_RE.match(value):
+            raise BuildError(f"'{value}' is not an opkg version for {name} "
+                             "(digits first, then letters, digits, . + ~, "
+                             "and an optional -release)")
+
+
+def build(root=ROOT, dist=None, cache=None, versions=None):
+    """Build everything; return the list of paths written.  versions maps
+    a package name to a version that replaces the computed one (used to
+    build an older or newer release for upgrade tests)."""
     root = Path(root)
     dist = Path(dist) if dist else root / "dist"
     cache = Path(cache) if cache else root / ".cache" / "wheels"
+    versions = dict(versions or {})
+    _check_versions(versions)
     try:
-        pkg_version = version.package_version(root)
+        pkg_version = versions.get("panda-breath") or \
+            version.package_version(root)
         mtime = version.source_date_epoch(root)
     except version.VersionError as err:
         raise BuildError(str(err)) from None
@@ -219,7 +238,8 @@ def build(root=ROOT, dist=None, cache=None):
         wheel_path = wheel.fetch(cache)
     except wheel.WheelError as err:
         raise BuildError(str(err)) from None
-    packages = [websocket_package(root, wheel_path),
+    packages = [websocket_package(root, wheel_path,
+                                  versions.get("python3-websocket")),
                 panda_breath_package(root, pkg_version)]
     overlay_ipks = []
     feed = []
@@ -260,9 +280,21 @@ def main(argv=None):
                         "(default: dist/)")
     parser.add_argument("--cache", type=Path, help="download cache "
                         "(default: .cache/wheels/)")
+    parser.add_argument("--set-version", action="append", default=[],
+                        metavar="PACKAGE=VERSION", help="build PACKAGE "
+                        "with this version instead of the computed one "
+                        "(repeatable)")
     args = parser.parse_args(argv)
+    versions = {}
+    for item in args.set_version:
+        name, sep, value = item.partition("=")
+        if not sep:
+            print(f"build: --set-version wants PACKAGE=VERSION, not "
+                  f"'{item}'", file=sys.stderr)
+            return 2
+        versions[name] = value
     try:
-        written = build(ROOT, args.dist, args.cache)
+        written = build(ROOT, args.dist, args.cache, versions)
     except BuildError as err:
         print(f"build: {err}", file=sys.stderr)
         return 1

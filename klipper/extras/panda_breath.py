@@ -23,7 +23,7 @@ except ImportError:
 REPORT_TIME = 0.5       # the device pushes a reading about every 500 ms
 SILENCE = 3 * REPORT_TIME
 # Klipper has no target-change event: the target is looked at after each
-# of these commands, and with every report for changes made elsewhere.
+# of these commands, and with every reading for changes made elsewhere.
 TARGET_COMMANDS = ('SET_HEATER_TEMPERATURE', 'TURN_OFF_HEATERS')
 DEVICE_MAX_TEMP = 60
 MAX_FRAME = 64 * 1024
@@ -580,6 +580,7 @@ class PandaBreath:
             raise config.error(
                 "panda_breath needs the websocket-client Python package"
                 " (opkg package python3-websocket)")
+        check_firmware(config)
         self.host = config.get('host').strip()
         if not self.host or any(c in self.host for c in ' /:@?#'):
             raise config.error(
@@ -641,7 +642,7 @@ class PandaBreath:
         self.events = []
         self.events_lock = threading.Lock()
         self.events_pending = False
-        self.report_timer = None
+        self.hold_timer = None
         self.gcode = printer.lookup_object('gcode')
         pheaters = printer.load_object(config, 'heaters')
         pheaters.add_sensor_factory('panda_breath', self._make_sensor)
@@ -651,7 +652,7 @@ class PandaBreath:
                                        self._handle_shutdown)
         printer.register_event_handler('klippy:disconnect',
                                        self._handle_disconnect)
-        for cmd in ('STATUS', 'DRY', 'DRY_STOP', 'AUTO'):
+        for cmd in ('STATUS', 'DRY', 'DRY_STOP', 'AUTO', 'DRY_START'):
             name = 'PANDA_BREATH_' + cmd
             self.gcode.register_command(name, getattr(self, 'cmd_' + name),
                                         desc=getattr(self,
@@ -679,6 +680,9 @@ class PandaBreath:
         return self.pin
     def _handle_connect(self):
         self.mcu = self.printer.lookup_object('mcu')
+        if self.sensor is None and self.pin is None:
+            self._connect_without_heater()
+            return
         if self.sensor is None or self.pin is None:
             raise self.printer.config_error(
                 "panda_breath needs a [heater_generic] section with"
@@ -690,8 +694,8 @@ class PandaBreath:
             if handler is not None:
                 # Re-registered as gcode_macro's rename_existing does
                 self.gcode.register_command(name, self._then_check(handler))
-        self.report_timer = self.reactor.register_timer(
-            self._every_report, self.reactor.NOW)
+        self.hold_timer = self.reactor.register_timer(
+            self._hold_reading, self.reactor.NOW)
         self.link = DeviceLink(self.url, self._notify, self.options)
         self.link.start()
     def _handle_shutdown(self):
@@ -702,9 +706,9 @@ class PandaBreath:
             self._send(off_frames())
             self.owned = False
     def _handle_disconnect(self):
-        if self.report_timer is not None:
-            self.reactor.unregister_timer(self.report_timer)
-        self.report_timer = None
+        if self.hold_timer is not None:
+            self.reactor.unregister_timer(self.hold_timer)
+        self.hold_timer = None
         if self.pin is not None:
             self.reactor.unregister_timer(self.pin.watchdog)
         if self.link is None:
@@ -768,6 +772,7 @@ class PandaBreath:
                          self.url, reason)
         self.connected = False
         self._note_error('link', reason)
+        self.reactor.update_timer(self.hold_timer, self.reactor.NOW)
     def _update(self, eventtime, settings):
         printer = settings.pop('printer', None)
         if printer:
@@ -795,7 +800,10 @@ class PandaBreath:
         if temp is not None:
             self.reading = temp
             self.reading_time = eventtime
+            self._check_target()
             self._deliver(eventtime)
+            # Readings flow: no timer wakes Klipper while they do.
+            self.reactor.update_timer(self.hold_timer, self.reactor.NEVER)
     def _note_error(self, kind, text):
         self.last_error = text
         now = self.reactor.monotonic()
@@ -809,11 +817,12 @@ class PandaBreath:
         if self.sensor is not None and not self.shutdown:
             read_time = self.mcu.estimated_print_time(eventtime)
             self.sensor.deliver(read_time, self.reading)
-    def _every_report(self, eventtime):
-        self._check_target()
-        # While readings are missing, hold the last one for stale_grace so
-        # a short link blink does not trip verify_heater; after that
+    def _hold_reading(self, eventtime):
+        # Runs while readings are missing (before the first one and while
+        # the link is down).  Holds the last reading for stale_grace so a
+        # short link blink does not trip verify_heater; after that
         # Klipper's own stale-sensor rules decide.
+        self._check_target()
         if (self.reading is not None
                 and eventtime - self.delivered_time >= 1.5 * REPORT_TIME
                 and eventtime - self.reading_time <= self.stale_grace):
@@ -828,6 +837,8 @@ class PandaBreath:
                 self._check_target()
         return run
     def _check_target(self):
+        if self.heater is None:
+            return      # no heater section: Klipper never sets a target
         target = self.heater.get_temp(self.reactor.monotonic())[1]
         if target != self.target:
             self.target = target
@@ -983,7 +994,7 @@ class PandaBreath:
         if not self.connected:
             raise gcmd.error("Panda Breath is not connected (%s); nothing"
                              " was sent" % (self.last_error or 'connecting',))
-        target = self.heater.get_status(self.reactor.monotonic())['target']
+        target = self._heater_target()
         if target > 0.:
             raise gcmd.error(
                 "Panda Breath runs one mode at a time and the chamber heater"
@@ -1011,6 +1022,8 @@ class PandaBreath:
                                 maxval=DRY_TEMP_RANGE[1])
             hours = gcmd.get_int('HOURS', minval=DRY_HOURS_RANGE[0],
                                  maxval=DRY_HOURS_RANGE[1])
+        self._dry(gcmd, temp, hours, number)
+    def _dry(self, gcmd, temp, hours, number):
         self._check_ready(gcmd)
         fw = self.device.get('fw_version')
         self._start_session('drying', dry_frames(temp, hours, number, fw),
@@ -1034,7 +1047,8 @@ class PandaBreath:
         gcmd.respond_info("Panda Breath: filament drying stopped")
     cmd_PANDA_BREATH_AUTO_help = (
         "Heat and filter while the bed is hot: TARGET=<0-60> HEAT_AT=<bed"
-        " 40-120> FAN_AT=<bed 0-120>, or ENABLE=0")
+        " 40-120> FAN_AT=<bed 0-120> (or HOTBEDTEMP, FILTERTEMP), or"
+        " ENABLE=0")
     def cmd_PANDA_BREATH_AUTO(self, gcmd):
         if not gcmd.get_int('ENABLE', 1, minval=0, maxval=1):
             if not self.connected:
@@ -1047,12 +1061,7 @@ class PandaBreath:
             self._turn_off("auto mode disabled")
             gcmd.respond_info("Panda Breath: auto mode off")
             return
-        target = gcmd.get_int('TARGET', minval=AUTO_TARGET_RANGE[0],
-                              maxval=AUTO_TARGET_RANGE[1])
-        heat_at = gcmd.get_int('HEAT_AT', minval=HEAT_AT_RANGE[0],
-                               maxval=HEAT_AT_RANGE[1])
-        fan_at = gcmd.get_int('FAN_AT', minval=FAN_AT_RANGE[0],
-                              maxval=FAN_AT_RANGE[1])
+        target, heat_at, fan_at, notes = auto_params(gcmd)
         self._check_ready(gcmd)
         if not self._bound_to_klipper():
             raise gcmd.error(
@@ -1067,6 +1076,7 @@ class PandaBreath:
         gcmd.respond_info(
             "Panda Breath: auto mode, chamber %dC while the bed target is"
             " >= %dC, fans from %dC" % (target, heat_at, fan_at))
+        self._say_fitted(gcmd, notes)
         state = self.binding.get('state')
         if state != 3:
             gcmd.respond_info(
@@ -1123,6 +1133,98 @@ class PandaBreath:
                           " Klipper target %.0f; reconnects %d"
                           % (self.host, link, state, reading, st['target'],
                              st['reconnects']))
+    # Owners of the community module: no heater section, its commands
+    def _connect_without_heater(self):
+        # The community module ran without a heater section too (only its
+        # G-code commands), and owners' configs rely on it.
+        logging.info("panda_breath: no [heater_generic] uses sensor_type"
+                     " panda_breath: running without a Klipper heater")
+        self.hold_timer = self.reactor.register_timer(
+            self._hold_reading, self.reactor.NOW)
+        self.link = DeviceLink(self.url, self._notify, self.options)
+        self.link.start()
+    def _heater_target(self):
+        if self.heater is None:
+            return 0.
+        return self.heater.get_status(self.reactor.monotonic())['target']
+    def _say_fitted(self, gcmd, notes):
+        for note in notes:
+            gcmd.respond_info(note)
+    cmd_PANDA_BREATH_DRY_START_help = (
+        "Dry filament (the community module's name for PANDA_BREATH_DRY):"
+        " TEMP=<0-80> HOURS=<1-12>")
+    def cmd_PANDA_BREATH_DRY_START(self, gcmd):
+        (temp, hours), notes = fitted_params(gcmd, COMMUNITY_DRY)
+        self._dry(gcmd, temp, hours, None)
+        self._say_fitted(gcmd, notes)
+
+
+######################################################################
+# Compatibility with the community panda_breath module
+######################################################################
+
+# The Snapmaker U1 Extended Firmware shipped the community module before
+# this one: owners' configs say `firmware: stock` and their macros use its
+# command parameters, defaults and accepted ranges.  Values it accepted
+# that the device's UI does not allow are fitted, and the user told.
+COMMUNITY_AUTO = (('TARGET', 45, (0, 80), AUTO_TARGET_RANGE),
+                  ('HOTBEDTEMP', 80, (0, 120), HEAT_AT_RANGE),
+                  ('FILTERTEMP', 30, (0, 120), FAN_AT_RANGE))
+COMMUNITY_DRY = (('TEMP', 55, (0, 80), DRY_TEMP_RANGE),
+                 ('HOURS', 6, (1, 12), DRY_HOURS_RANGE))
+
+
+def check_firmware(config):
+    firmware = config.get('firmware', 'stock')
+    if firmware.strip().lower() != 'stock':
+        raise config.error(
+            "Option 'firmware' in section 'panda_breath' is '%s', but this"
+            " module speaks only the stock Panda Breath firmware's"
+            " WebSocket API: use 'firmware: stock' or remove the option."
+            " A Panda Breath running DragonBreath firmware needs the"
+            " DragonBreath Klipper module (section [dragonbreath],"
+            " dragonbreath.py) instead" % (firmware,))
+
+
+def fitted_params(gcmd, params):
+    """Whole-number values of community-style parameters, and a note for
+    each one fitted into what the device allows."""
+    values, notes = [], []
+    for name, default, accepted, allowed in params:
+        value = gcmd.get_float(name, default, minval=accepted[0],
+                               maxval=accepted[1])
+        if math.isnan(value):
+            raise gcmd.error("%s must be a number" % (name,))
+        value = int(value)
+        fitted = max(allowed[0], min(allowed[1], value))
+        if fitted != value:
+            notes.append("Panda Breath: %s=%d sent as %d (the device allows"
+                         " %d to %d)" % (name, value, fitted, allowed[0],
+                                      allowed[1]))
+        values.append(fitted)
+    return values, notes
+
+
+def auto_params(gcmd):
+    """(target, heat_at, fan_at, notes) from PANDA_BREATH_AUTO: this
+    module's HEAT_AT/FAN_AT form, or the community module's
+    HOTBEDTEMP/FILTERTEMP form with its defaults."""
+    def given(names):
+        return [n for n in names if gcmd.get(n, None) is not None]
+    ours = given(('HEAT_AT', 'FAN_AT'))
+    if ours and given(('HOTBEDTEMP', 'FILTERTEMP')):
+        raise gcmd.error("Use HEAT_AT and FAN_AT, or HOTBEDTEMP and"
+                         " FILTERTEMP, not both")
+    if not ours:
+        values, notes = fitted_params(gcmd, COMMUNITY_AUTO)
+        return tuple(values) + (notes,)
+    target = gcmd.get_int('TARGET', minval=AUTO_TARGET_RANGE[0],
+                          maxval=AUTO_TARGET_RANGE[1])
+    heat_at = gcmd.get_int('HEAT_AT', minval=HEAT_AT_RANGE[0],
+                           maxval=HEAT_AT_RANGE[1])
+    fan_at = gcmd.get_int('FAN_AT', minval=FAN_AT_RANGE[0],
+                          maxval=FAN_AT_RANGE[1])
+    return target, heat_at, fan_at, []
 
 
 def load_config(config):

@@ -1,7 +1,19 @@
 import pytest
 from pkgtools import CACHE, Ipk, make_checkout
+from realopkg import (
+    CHROOT,
+    MISSING,
+    OPKG,
+    TARGETS,
+    Opkg,
+    make_u1_root,
+    packages,
+)
 
 from package import build
+
+# The older release the upgrade tests start from.
+OLD_VERSIONS = {"panda-breath": "0.0.0", "python3-websocket": "1.9.2-0"}
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +43,44 @@ def ipks(dist):
 @pytest.fixture(scope="session")
 def u1_ipks(dist):
     return {Ipk(p).fields["Package"]: Ipk(p) for p in dist.glob("*.ipk")}
+
+
+@pytest.fixture(scope="session")
+def old_dist(tmp_path_factory):
+    """An older release of both packages, built by the same builder with
+    the versions set: its config template and module differ."""
+    def older(repo):
+        template = repo / "klipper" / "config" / "panda_breath.cfg"
+        template.write_text(template.read_text().replace(
+            "max_temp: 70", "max_temp: 65"))
+        (repo / "klipper" / "extras" / "panda_breath.py").write_text(
+            "# an older module\n")
+    tmp = tmp_path_factory.mktemp("old")
+    repo = make_checkout(tmp / "checkout", edit=older)
+    build.build(repo, tmp / "dist", CACHE, OLD_VERSIONS)
+    return tmp / "dist"
+
+
+@pytest.fixture(scope="session")
+def opkg_binary():
+    if not OPKG.is_file():
+        pytest.skip(MISSING)
+    return OPKG
+
+
+@pytest.fixture(params=list(TARGETS))
+def target(request, opkg_binary, dist, old_dist, tmp_path):
+    """The real opkg on a fresh U1 root: "u1" with the U1's opkg.conf,
+    "entware" with a config without arch lines (the `all` packages), both
+    with -o and --force-postinstall; "printer" in a chroot without -o,
+    where opkg runs the scripts as on the U1, with BusyBox ash."""
+    how, conf, arch = TARGETS[request.param]
+    if how == "chroot" and not CHROOT:
+        pytest.skip("the printer (chroot) runs need root, busybox, chroot")
+    root = make_u1_root(tmp_path / "root")
+    opkg = Opkg(root, conf.format(feed=dist / "feed"), tmp_path / "work",
+                how)
+    opkg.new = packages(dist, arch)
+    opkg.old = packages(old_dist, arch)
+    opkg.arch = arch
+    return opkg

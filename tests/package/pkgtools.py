@@ -14,6 +14,10 @@ CACHE = ROOT / ".cache" / "wheels"
 OVERLAY = ROOT / "overlay" / build.OVERLAY
 CLI = ROOT / "package" / "panda-breath" / "panda-breath"
 WIFI_PASSWORD = "correct-horse-battery"     # the simulator's
+# Our own archives, extracted with owners and modes as they are (Python
+# releases before the extraction filters of PEP 706 do that by default).
+TRUSTED = ({"filter": "fully_trusted"}
+           if hasattr(tarfile, "fully_trusted_filter") else {})
 
 
 def run_cli(*args, timeout=30):

@@ -78,10 +78,11 @@ def test_overlay_tarball_carries_the_overlay_and_the_u1_packages(
         for ipk in u1_ipks.values():
             packed = tar.extractfile(f"{prefix}/packages/{ipk.path.name}")
             assert packed.read() == ipk.raw
-        script = members[f"{prefix}/scripts/01-install-panda-breath.sh"]
+        script = members[f"{prefix}/scripts/02-install-panda-breath.sh"]
         assert script.mode == 0o755
         assert f"{prefix}/root/usr/local/share/firmware-config/functions/" \
-            "25_settings_tweaks_panda_breath.yaml" in members
+            "26_settings_snapmaker_components_chamber_heater_panda.yaml" \
+            in members
         for member in members.values():
             assert (member.uid, member.gid) == (0, 0)
     committed = ROOT / "overlay" / build.OVERLAY
@@ -92,10 +93,10 @@ def fresh_checkout(tmp_path):
     return make_checkout(tmp_path / "checkout")
 
 
-def run_build(repo, dist, cache=CACHE):
+def run_build(repo, dist, cache=CACHE, *args):
     return subprocess.run(
         [sys.executable, "-m", "package.build", "--dist", str(dist),
-         "--cache", str(cache)],
+         "--cache", str(cache), *args],
         cwd=repo, capture_output=True, text=True, timeout=60)
 
 
@@ -160,36 +161,30 @@ def test_bad_source_date_epoch_is_refused(tmp_path, monkeypatch, bad):
         version.source_date_epoch(ROOT)
 
 
-def opkg_choice(conf, paragraphs, name):
-    """The feed entry opkg-lede installs for name under an opkg.conf:
-    entries whose architecture the conf lists, highest priority first
-    (pkg_hash.c); None when it refuses them all."""
-    priority = {}
-    for line in conf.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "arch":
-            priority[parts[1]] = int(parts[2])
-    candidates = [p for p in paragraphs if p["Package"] == name
-                  and p["Architecture"] in priority]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda p: priority[p["Architecture"]])
+def test_set_version_builds_the_packages_with_those_versions(tmp_path):
+    repo = fresh_checkout(tmp_path)
+    result = run_build(repo, tmp_path / "dist", CACHE, "--set-version",
+                       "panda-breath=2.0.0~rc1", "--set-version",
+                       "python3-websocket=1.9.2-7")
+    assert result.returncode == 0, result.stderr
+    versions = {Ipk(p).fields["Package"]: Ipk(p).fields["Version"]
+                for p in (tmp_path / "dist").glob("*.ipk")}
+    assert versions == {"panda-breath": "2.0.0~rc1",
+                        "python3-websocket": "1.9.2-7"}
+    assert (tmp_path / "dist" / "panda-breath-overlay-2.0.0~rc1.tar.gz"
+            ).is_file()
 
 
-U1_STOCK = ("src/gz entware http://bin.entware.net/aarch64-k3.10\n"
-            "dest root /\narch aarch64-3.10 160\n")
-
-
-@pytest.mark.parametrize("conf,arch", [
-    (U1_STOCK, "aarch64-3.10"),
-    ("arch all 100\narch aarch64-3.10 160\n", "aarch64-3.10"),
-    ("arch all 100\narch mipsel-3.4 150\n", "all"),
-    ("arch all 1\narch noarch 1\narch x86_64 10\n", "all"),
+@pytest.mark.parametrize("arg, says", [
+    ("panda-breath=v1.0", "'v1.0' is not an opkg version for panda-breath"),
+    ("panda-breath=1.0 beta", "is not an opkg version"),
+    ("klipper=1.0", "no package 'klipper' to set the version of"),
+    ("panda-breath", "--set-version wants PACKAGE=VERSION"),
 ])
-def test_opkg_finds_both_packages_for_its_architectures(dist, conf, arch):
-    paragraphs = feed_paragraphs(dist / "feed")
-    chosen = opkg_choice(conf, paragraphs, "panda-breath")
-    assert chosen["Architecture"] == arch
-    for dependency in chosen["Depends"].split(","):
-        found = opkg_choice(conf, paragraphs, dependency.strip())
-        assert found is not None and found["Architecture"] == arch
+def test_bad_set_version_is_refused(tmp_path, arg, says):
+    repo = fresh_checkout(tmp_path)
+    result = run_build(repo, tmp_path / "dist", CACHE, "--set-version", arg)
+    assert result.returncode != 0
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "dist").exists()

@@ -1,23 +1,27 @@
-"""The Extended Firmware overlay, run the way the firmware build runs it:
-from the tarball ./build.sh writes, against a fake rootfs, offline."""
+"""The Panda Breath files of the Extended Firmware's chamber heater
+feature, run the way the firmware build runs them: from the tarball
+./build.sh writes, against a fake rootfs, offline."""
+import hashlib
 import os
+import re
 import shutil
 import subprocess
-import sys
 import tarfile
 
 import pytest
-from opkg_offline import TRUSTED, Opkg, sha256
-from pkgtools import BUSYBOX, CLI, busybox_bin
+import yaml
+from pkgtools import BUSYBOX, OVERLAY, TRUSTED, busybox_bin
+from realopkg import ENTWARE_CONF, Opkg, read_status
 
-from package import build
-from simulator import Simulator
+from package import archive, build
+from package.archive import Member
 
 PREFIX = f"overlays/{build.OVERLAY}"
-SCRIPT = f"{PREFIX}/scripts/01-install-panda-breath.sh"
+SCRIPT = f"{PREFIX}/scripts/02-install-panda-breath.sh"
 MODULE = "home/lava/klipper/klippy/extras/panda_breath.py"
 CONFIG = "home/lava/printer_data/config"
-SHELLS = ["sh"] + (["busybox"] if BUSYBOX else [])
+# its shebang (/bin/sh), bash (the firmware's own scripts), BusyBox ash
+SHELLS = ["sh", "bash"] + (["busybox"] if BUSYBOX else [])
 UNSHARE = shutil.which("unshare")
 OFFLINE = [UNSHARE, "--net"] if UNSHARE and subprocess.run(
     [UNSHARE, "--net", "true"], capture_output=True).returncode == 0 \
@@ -54,7 +58,9 @@ def run_script(checkout, rootfs, shell="sh", env=None):
     checkout root; with shell "busybox", only BusyBox's tools on PATH."""
     env = env or build_env(checkout, rootfs)
     command = [f"./{SCRIPT}", str(rootfs)]
-    if shell == "busybox":
+    if shell == "bash":
+        command = ["bash", *command]
+    elif shell == "busybox":
         env["PATH"] = str(busybox_bin(rootfs.parent / "busybox-bin"))
         command = [BUSYBOX, "sh", *command]
     return subprocess.run(
@@ -83,7 +89,7 @@ def test_script_installs_both_packages_as_opkg_would(firmware, u1_ipks,
     assert (rootfs / "usr/bin/panda-breath").stat().st_mode & 0o777 == 0o755
     assert (rootfs / "usr/lib/python3.11/site-packages/websocket/_core.py"
             ).exists()
-    status = Opkg(rootfs).status()
+    status = read_status(rootfs / "usr/lib/opkg/status")
     for name, ipk in u1_ipks.items():
         fields = ipk.fields
         assert status[name]["Version"] == fields["Version"]
@@ -104,7 +110,8 @@ def test_script_installs_both_packages_as_opkg_would(firmware, u1_ipks,
     assert status["python3-websocket"]["Status"] == "install ok installed"
     template = "/etc/panda-breath/panda_breath.cfg"
     assert status["panda-breath"]["Conffiles"] == {
-        template: sha256(rootfs / template.lstrip("/"))}
+        template: hashlib.sha256((rootfs / template.lstrip("/")).read_bytes()
+                                 ).hexdigest()}
     # never enables the heater
     assert not (rootfs / CONFIG / "extended/klipper/panda_breath.cfg"
                 ).exists()
@@ -131,19 +138,31 @@ def test_script_keeps_other_packages_in_the_status_file(firmware):
     (db / "status").write_text(other)
     assert run_script(checkout, rootfs).returncode == 0
     assert run_script(checkout, rootfs).returncode == 0
-    status = Opkg(rootfs).status()
+    status = read_status(db / "status")
     assert set(status) == {"busybox", "panda-breath", "python3-websocket"}
 
 
-def test_opkg_can_remove_what_the_firmware_build_installed(firmware):
+def test_opkg_can_remove_what_the_firmware_build_installed(
+        firmware, opkg_binary, tmp_path):
+    """The build records the packages in /usr/lib/opkg, the boot script
+    hands them to Entware (/opt/lib/opkg), and the real opkg removes
+    them, running their scripts."""
     checkout, rootfs = firmware
+    (rootfs / "opt/tmp").mkdir(parents=True)
     before = sorted(p.relative_to(rootfs) for p in rootfs.rglob("*"))
     assert run_script(checkout, rootfs).returncode == 0
-    opkg = Opkg(rootfs)
-    opkg.remove("panda-breath")
-    opkg.remove("python3-websocket")
+    (rootfs / "opt/lib/opkg").mkdir(parents=True)
+    init = checkout / PREFIX / "root/etc/init.d/S99panda-breath-opkg"
+    subprocess.run(["sh", str(init), "start"], check=True, timeout=30,
+                   capture_output=True,
+                   env=dict(os.environ, PANDA_BREATH_ROOT=str(rootfs)))
+    opkg = Opkg(rootfs, ENTWARE_CONF.format(feed=tmp_path), tmp_path / "w")
+    opkg.ok("remove", "panda-breath")
+    opkg.ok("remove", "python3-websocket")
+    assert opkg.status() == {}
     after = sorted(p.relative_to(rootfs) for p in rootfs.rglob("*")
-                   if not str(p.relative_to(rootfs)).startswith("usr/lib/o"))
+                   if not str(p.relative_to(rootfs)).startswith(
+                       ("usr/lib/o", "opt/lib")))
     assert after == before
 
 
@@ -155,65 +174,197 @@ def test_script_without_packages_says_how_to_get_them(firmware):
     assert "./build.sh" in result.stderr
 
 
-def test_root_folder_is_copied_with_executable_modes(dist):
+def test_script_without_klipper_in_the_rootfs_refuses(firmware):
+    checkout, rootfs = firmware
+    shutil.rmtree(rootfs / "home")
+    result = run_script(checkout, rootfs)
+    assert result.returncode == 1
+    assert "no Klipper in the root filesystem" in result.stderr
+    assert not (rootfs / "home").exists()
+    assert not (rootfs / "usr/bin/panda-breath").exists()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_module_lands_in_extras_wherever_the_package_keeps_it(firmware,
+                                                             u1_ipks, shell):
+    """A package may keep panda_breath.py elsewhere and link it into
+    Klipper's extras from a maintainer script, which the build does not
+    run: the module still lands in extras, as a file."""
+    checkout, rootfs = firmware
+    ipk = u1_ipks["panda-breath"]
+    moved = []
+    for m in ipk.data.getmembers():
+        name = m.name.replace("home/lava/klipper/klippy/extras",
+                              "usr/share/panda-breath")
+        if m.isdir():
+            if "home/lava" not in m.name:
+                moved.append(archive.directory(name, m.mode, m.uid, m.gid))
+        else:
+            data = ipk.data.extractfile(m).read()
+            moved.append(Member(name, data, m.mode, m.uid, m.gid))
+    control = [Member(m.name, ipk.control_tar.extractfile(m).read(), m.mode)
+               for m in ipk.control_tar.getmembers() if m.isfile()]
+    raw = archive.tar_gz([
+        Member("./debian-binary", b"2.0\n"),
+        Member("./data.tar.gz", archive.tar_gz(moved, 0)),
+        Member("./control.tar.gz", archive.tar_gz(control, 0))], 0)
+    (checkout / PREFIX / "packages" / ipk.path.name).write_bytes(raw)
+    result = run_script(checkout, rootfs, shell)
+    assert result.returncode == 0, result.stderr
+    module = rootfs / MODULE
+    assert module.is_file() and not module.is_symlink()
+    assert module.read_bytes() == (
+        rootfs / "usr/share/panda-breath/panda_breath.py").read_bytes()
+    assert (module.stat().st_uid, module.stat().st_gid) == (1000, 1000)
+
+
+def test_tarball_holds_only_the_panda_breath_files_of_the_feature(dist):
     [tarball] = dist.glob("panda-breath-overlay-*.tar.gz")
     with tarfile.open(tarball) as tar:
         modes = {m.name[len(PREFIX) + 1:]: m.mode for m in tar.getmembers()
                  if m.isfile()}
-    assert modes["root/usr/local/bin/panda-breath-firmware-config"] == 0o755
+    functions = "root/usr/local/share/firmware-config/functions/"
+    tweaks = "root/usr/local/share/firmware-config/tweaks/klipper/"
+    assert {name for name in modes if not name.startswith("packages/")} == {
+        "README.md",
+        "scripts/02-install-panda-breath.sh",
+        "root/etc/init.d/S99panda-breath-opkg",
+        functions + "25_settings_snapmaker_components_chamber_heater.yaml",
+        functions + "26_settings_snapmaker_components_chamber_heater_panda"
+        ".yaml",
+        tweaks + "panda_breath.cfg",
+        tweaks + "panda_breath_heater_auto.cfg",
+    }
+    assert modes["scripts/02-install-panda-breath.sh"] == 0o755
     assert modes["root/etc/init.d/S99panda-breath-opkg"] == 0o755
 
 
 # Firmware Config setting
 
-@pytest.fixture
-def printer(tmp_path):
-    root = tmp_path / "printer"
-    (root / CONFIG / "extended").mkdir(parents=True)
-    for folder in (root / CONFIG, root / CONFIG / "extended"):
-        os.chown(folder, 1000, 1000)      # printer_data belongs to lava
-    cli = tmp_path / "panda-breath"
-    cli.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{CLI}" "$@"\n')
-    cli.chmod(0o755)
-    helper = (build.ROOT / "overlay" / build.OVERLAY / "root/usr/local/bin"
-              / "panda-breath-firmware-config")
-    env = dict(os.environ, PANDA_BREATH_ROOT=str(root),
-               PANDA_BREATH_CLI=str(cli))
-
-    def run(*args):
-        return subprocess.run(["sh", str(helper), *args], env=env,
-                              capture_output=True, text=True, timeout=30)
-    run.root = root
-    return run
+FUNCTIONS = OVERLAY / "root/usr/local/share/firmware-config/functions"
+TWEAKS = OVERLAY / "root/usr/local/share/firmware-config/tweaks/klipper"
+FIRMWARE_TWEAKS = "/usr/local/share/firmware-config/tweaks/klipper"
+USER_CFG = "/oem/printer_data/config/extended/klipper"
+INCLUDE = f"[include {FIRMWARE_TWEAKS}/panda_breath_heater_auto.cfg]"
 
 
-def test_firmware_config_enable_uses_the_address_in_extended2(printer):
-    settings = printer.root / CONFIG / "extended/extended2.cfg"
-    cfg = printer.root / CONFIG / "extended/klipper/panda_breath.cfg"
-    assert printer("state").stdout == "disabled\n"
-    with Simulator() as sim:
-        settings.write_text("[web]\nfrontend: fluidd\n\n[panda_breath]\n"
-                            f"host: 127.0.0.1\nport: {sim.port}  # mine\n")
-        result = printer("enable")
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert f"port: {sim.port}\n" in cfg.read_text()
-        config = printer.root / CONFIG
-        assert cfg.parent.stat().st_uid == config.stat().st_uid == 1000
-        assert cfg.stat().st_uid == 1000
-        assert printer("state").stdout == "enabled\n"
-        assert "firmware V1.0.3" in printer("device").stdout
-    assert printer("disable").returncode == 0
-    assert not cfg.exists()
-    assert printer("state").stdout == "disabled\n"
+def merged(*paths):
+    """The setting as Firmware Config sees it: its files merged in order."""
+    def merge(into, new):
+        for key, value in new.items():
+            if isinstance(value, dict) and isinstance(into.get(key), dict):
+                merge(into[key], value)
+            else:
+                into[key] = value
+    page = {}
+    for path in paths:
+        merge(page, yaml.safe_load(path.read_text()))
+    return page
 
 
-def test_firmware_config_enable_without_address_explains(printer):
-    result = printer("enable")
-    assert result.returncode == 1
-    assert "extended2.cfg" in result.stdout
-    assert "host:" in result.stdout
-    assert not (printer.root / CONFIG / "extended/klipper/panda_breath.cfg"
-                ).exists()
+@pytest.fixture(scope="module")
+def setting():
+    page = merged(*sorted(FUNCTIONS.glob("*.yaml")))
+    assert set(page) == {"settings"}
+    return page["settings"]["snapmaker_components"]["items"][
+        "chamber_heater"]
+
+
+def test_setting_keeps_its_key_options_and_labels(setting):
+    options = setting["options"]
+    assert set(options) == {"disabled", "auto", "manual"}  # + 27_'s
+    assert setting["label"] == "PandaBreath / DragonBreath Chamber Heater"
+    assert setting["default"] == "disabled"
+    assert options["disabled"]["label"] == "Disabled"
+    assert options["auto"]["label"] == "Panda Breath"
+    assert options["manual"]["label"] == "Panda Breath (Manual mode)"
+    assert options["manual"]["hidden"] is True
+    assert "hidden" not in options["auto"]
+
+
+@pytest.mark.parametrize("option", ["auto", "manual"])
+def test_enabling_asks_for_i_understand_and_the_address(setting, option):
+    inputs = {i["name"]: i for i in setting["options"][option]["inputs"]}
+    assert list(inputs) == ["ACKNOWLEDGED", "PANDA_BREATH_IP"]
+    assert setting["options"][option]["confirm"].strip()
+    understood = re.compile(inputs["ACKNOWLEDGED"]["regex"])
+    assert understood.search("I UNDERSTAND")
+    assert not understood.search("i understand")
+    address = re.compile(inputs["PANDA_BREATH_IP"]["regex"])
+    for good in ("192.168.1.50", "10.0.0.1", "255.255.255.255"):
+        assert address.search(good)
+    for bad in ("256.1.1.1", "192.168.1", "host.local", "1.2.3.4; reboot"):
+        assert not address.search(bad)
+
+
+@pytest.mark.parametrize("option, include", [("auto", "uncomment"),
+                                             ("manual", "comment")])
+def test_enabling_copies_the_template_sets_host_and_restarts(
+        setting, option, include):
+    shell, flag, script = setting["options"][option]["cmd"]
+    assert (shell, flag) == ("bash", "-ec")
+    subprocess.run(["bash", "-n", "-c", script], check=True)
+    steps = [line.strip() for line in script.splitlines()]
+    assert 'cp -n "$TWEAKS/panda_breath.cfg" "$CFG/panda_breath.cfg"' \
+        in steps
+    assert ('/usr/local/bin/extended-config.py add "$CFG/panda_breath.cfg"'
+            ' panda_breath host "${PANDA_BREATH_IP}"') in steps
+    assert (f'/usr/local/bin/extended-config.py {include} '
+            '"$CFG/panda_breath.cfg" "include '
+            '$TWEAKS/panda_breath_heater_auto.cfg"') in steps
+    assert steps[-1] == "/etc/init.d/S60klipper restart"
+    assert f"CFG={USER_CFG}" in steps
+    assert f"TWEAKS={FIRMWARE_TWEAKS}" in steps
+
+
+def test_disabling_removes_both_configs_and_restarts(setting):
+    shell, flag, script = setting["options"]["disabled"]["cmd"]
+    subprocess.run(["bash", "-n", "-c", script], check=True)
+    steps = [line.strip() for line in script.splitlines()]
+    assert 'rm -f "$CFG/panda_breath.cfg"' in steps
+    assert 'rm -f "$CFG/dragonbreath.cfg"' in steps
+    assert steps[-1] == "/etc/init.d/S60klipper restart"
+
+
+@pytest.mark.parametrize("files, state", [
+    ({}, "disabled"),
+    ({"panda_breath.cfg": "template"}, "manual"),
+    ({"panda_breath.cfg": "included"}, "auto"),
+    ({"dragonbreath.cfg": "[dragonbreath]\nhost: 10.0.0.2\n"},
+     "dragonbreath"),
+])
+def test_state_follows_the_config_files(setting, tmp_path, files, state):
+    template = (TWEAKS / "panda_breath.cfg").read_text()
+    texts = {"template": template,
+             "included": template.replace("# " + INCLUDE, INCLUDE)}
+    for name, text in files.items():
+        (tmp_path / name).write_text(texts.get(text, text))
+    shell, flag, script = setting["get_cmd"]
+    script = script.replace(USER_CFG, str(tmp_path))
+    result = subprocess.run([shell, flag, script], capture_output=True,
+                            text=True, check=True)
+    assert result.stdout == state + "\n"
+
+
+def test_template_suits_the_firmware_config_edits():
+    """extended-config.py sets host within [panda_breath] up to its first
+    blank line, and (un)comments the include up to the next blank line."""
+    lines = (TWEAKS / "panda_breath.cfg").read_text().splitlines()
+    start = lines.index("[panda_breath]")
+    section = lines[start:lines.index("", start)]
+    assert "firmware: stock" in section
+    assert "port: 80" in section
+    assert [line for line in section if line.startswith("host:")] == [
+        "host: PandaBreath.local"]
+    assert lines[-1] == "# " + INCLUDE
+    assert INCLUDE not in "\n".join(lines[:-1])
+
+
+def test_every_file_the_setting_names_is_shipped(setting):
+    text = yaml.safe_dump(setting)
+    for name in re.findall(r"\$TWEAKS/([\w.]+)", text):
+        assert (TWEAKS / name).is_file(), name
+    assert "dragonbreath" not in setting["options"]
 
 
 # Registering with Entware's opkg at boot
@@ -245,7 +396,8 @@ def test_boot_registers_packages_with_entware(booted, u1_ipks):
         "Architecture: aarch64-3.10\n\n")
     assert booted().returncode == 0
     assert booted().returncode == 0
-    status = Opkg(booted.rootfs).status()     # the firmware's own records
+    # the firmware's own records
+    status = read_status(booted.rootfs / "usr/lib/opkg/status")
     text = (entware / "status").read_text()
     assert text.count("Package: panda-breath\n") == 1
     assert "Package: entware-opt\n" in text

@@ -32,13 +32,22 @@ def run(*args, timeout=30):
 
 def setup(port, config_dir, *extra, host="127.0.0.1"):
     return run("setup", "--host", host, "--port", port, "--config-dir",
-               config_dir, "--timeout", 2, *extra)
+               config_dir, "--timeout", 2, *NO_PRINTER, *extra)
 
 
-def free_port():
+def closed_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Neither Moonraker nor Klipper runs: restarting is safe.  Named so that
+# no Moonraker another test runs on this machine is asked.
+NO_PRINTER = ("--moonraker", f"http://127.0.0.1:{closed_port()}",
+              "--klipper-socket", "/nonexistent/klippy.sock")
+
+
+free_port = closed_port
 
 
 def error_line(result):
@@ -207,6 +216,8 @@ def test_device_answering_http_500_at_ws(sim, config_dir):
     (["setup", "--host", "a b"], "not an IP address or host name"),
     (["setup", "--host", "1.2.3.4", "--port", "99999"], "port number"),
     (["setup", "--host", "1.2.3.4", "--timeout", "-1"], "timeout"),
+    (["status", "--timeout", "0"], "not a timeout in seconds (more than 0"),
+    (["status", "--timeout", "nan"], "at most 60"),
     (["setup", "--no-restart", "--restart-cmd", "x"], "not allowed"),
     (["frobnicate"], "invalid choice"),
     ([], "required"),
@@ -228,7 +239,7 @@ def test_status_reports_device_state_and_reading(sim, config_dir):
     out = result.stdout
     assert f"host 127.0.0.1, port {sim.port}" in out
     assert "firmware V1.0.3" in out
-    assert "heater:      on, mode always on, target 45 °C" in out
+    assert "heater:      on, mode always-on, target 45 °C" in out
     assert "temperature: 25 °C" in out
 
 
@@ -251,13 +262,13 @@ def test_disable_removes_config_and_is_idempotent(sim, config_dir,
     setup(sim.port, config_dir, "--no-restart")
     marker = tmp_path / "restarted"
     result = run("disable", "--config-dir", config_dir, "--restart-cmd",
-                 f"touch {marker}")
+                 f"touch {marker}", *NO_PRINTER)
     assert result.returncode == 0
     assert not (config_dir / "panda_breath.cfg").exists()
     assert marker.exists()
     marker.unlink()
     again = run("disable", "--config-dir", config_dir, "--restart-cmd",
-                f"touch {marker}")
+                f"touch {marker}", *NO_PRINTER)
     assert again.returncode == 0 and "already disabled" in again.stdout
     assert not marker.exists()
 

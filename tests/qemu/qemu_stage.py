@@ -1,19 +1,23 @@
 """The aarch64 QEMU stage: boot a Debian arm64 guest and run a payload.
 
 The guest is a Debian arm64 kernel plus an initramfs assembled from arm64
-.debs (busybox-static, Python 3.11 and the libraries they need), laid out
-like a Snapmaker U1.  A payload directory is packed into the initramfs at
-/payload; the guest's /init runs /payload/run, prints a result marker with
-its exit code on the serial console and powers off.
+.debs (busybox-static, Python 3.11 and the libraries the U1's klippy
+imports), laid out like a Snapmaker U1.  For the shipped scenario a second
+layer adds the U1's own software: its Klipper fork cross-built for aarch64
+and the devel build's opkg.  A payload directory is packed in at /payload;
+the guest's /init runs /payload/run, prints a result marker with its exit
+code on the serial console and powers off.  The scenario's device (the
+simulator) runs on the host, reached through QEMU's restricted network.
 
     python3 tests/qemu/qemu_stage.py                 # the shipped scenario
     python3 tests/qemu/qemu_stage.py --payload DIR   # any payload (tests)
     python3 tests/qemu/qemu_stage.py --prepare       # fetch + build only
 
-Downloads and the built base image are cached under .cache/qemu/, keyed by
-the resolved package versions; the apt metadata for arm64 lives there too,
-in a private apt configuration that lists only the host's Debian mirrors
-(the host's own apt state and architectures are left alone).
+Downloads, the built images and the Klipper build are cached under
+.cache/qemu/, keyed by the resolved package versions and the trees'
+content; the apt metadata for arm64 lives there too, in a private apt
+configuration that lists only the host's Debian mirrors (the host's own
+apt state and architectures are left alone).
 """
 
 import argparse
@@ -39,10 +43,16 @@ OUT = ROOT / "dist" / "qemu"
 GUEST = HERE / "guest"
 
 # What the guest is made of; their dependencies are resolved at run time.
-# Jinja2 because Klipper on the printer has it (its G-code macros need it).
+# Python 3.11 and the libraries the U1's klippy imports (its
+# klippy-requirements.txt: cffi, greenlet, pyserial, Jinja2, MarkupSafe).
 GUEST_PACKAGES = ["busybox-static", "python3.11-minimal",
-                  "libpython3.11-stdlib", "python3-jinja2"]
+                  "libpython3.11-stdlib", "python3-cffi", "python3-ply",
+                  "python3-cffi-backend", "python3-greenlet",
+                  "python3-serial", "python3-jinja2", "python3-markupsafe"]
 KERNEL_META = "linux-image-arm64"
+# Kernel modules for the guest's network card (virtio-net on virtio-mmio),
+# in the order /init loads them.
+NET_MODULES = ["failover", "net_failover", "virtio_mmio", "virtio_net"]
 # Dependencies the guest does not need: package-manager and configuration
 # machinery that only matters to a dpkg-managed system.
 EXCLUDE = {"debconf", "debconf-2.0", "dpkg", "perl-base", "tzdata",
@@ -56,6 +66,14 @@ PRUNE = ["usr/share/doc", "usr/share/man", "usr/share/info",
          "usr/lib/python3.11/ensurepip", "usr/lib/python3.11/idlelib",
          "usr/lib/python3.11/lib2to3/tests", "usr/lib/python3.11/test",
          "usr/lib/python3.11/turtledemo", "usr/lib/python3.11/pydoc_data"]
+# The real parts the scenario runs: the U1's Klipper fork (built here for
+# aarch64) and Entware's static opkg for aarch64, the one a devel U1 has.
+SHARED = ROOT.parent / "shared"
+KLIPPER_U1 = Path(os.environ.get("PANDA_KLIPPER_U1")
+                  or SHARED / "klipper" / "u1")
+OPKG_AARCH64 = Path(os.environ.get("PANDA_OPKG_AARCH64")
+                    or SHARED / "opkg" / "aarch64" / "opkg")
+CROSS = "aarch64-linux-gnu-"
 MARKER_RE = re.compile(r"PB-QEMU-RESULT ([0-9a-f]{32}) rc=([0-9]{1,3})")
 PAYLOAD_START = "PB-QEMU-PAYLOAD-START"
 
@@ -246,10 +264,14 @@ def resolve(apt, roots):
         if missing & set(roots):
             raise StageError(f"no arm64 package {sorted(missing)}")
         chosen.update(records)
+        provided = {name.strip().split(" ", 1)[0]
+                    for r in chosen.values()
+                    for name in r.get("Provides", "").split(",")}
         wanted = set()
         for record in records.values():
             for alts in dependency_groups(record):
-                if any(a in chosen or a in EXCLUDE for a in alts):
+                if any(a in chosen or a in EXCLUDE or a in provided
+                       for a in alts):
                     continue
                 wanted.add(alts[0])
         # An alternative that is not a real package (virtual) is tried
@@ -340,17 +362,37 @@ def kernel_image(manifest):
     say(f"extracting the kernel from {deb.name}")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
-        fsys = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb],
-                                stdout=subprocess.PIPE)
-        subprocess.run(["tar", "-x", "-C", tmp, "--wildcards",
-                        "./boot/vmlinuz-*"], stdin=fsys.stdout, check=True)
-        fsys.stdout.close()
-        fsys.wait()
+        extract_deb(deb, tmp, "./boot/vmlinuz-*")
         found = list(Path(tmp, "boot").glob("vmlinuz-*"))
         if len(found) != 1:
             raise StageError(f"no single vmlinuz in {deb.name}")
         shutil.move(found[0], out)
     return out
+
+
+def extract_deb(deb, dest, *patterns):
+    fsys = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb],
+                            stdout=subprocess.PIPE)
+    subprocess.run(["tar", "-x", "-C", dest, "--wildcards", *patterns],
+                   stdin=fsys.stdout, check=True)
+    fsys.stdout.close()
+    fsys.wait()
+
+
+def net_modules(manifest, rootfs):
+    """The network card's modules from the kernel .deb into
+    /lib/modules/net of the guest (loaded by /init)."""
+    deb = CACHE / "debs" / manifest["kernel"]
+    patterns = [f"./lib/modules/*/{m}.ko" for m in NET_MODULES]
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        extract_deb(deb, tmp, *patterns)
+        dest = rootfs / "lib/modules/net"
+        dest.mkdir(parents=True)
+        for name in NET_MODULES:
+            found = list(Path(tmp).rglob(f"{name}.ko"))
+            if len(found) != 1:
+                raise StageError(f"no single {name}.ko in {deb.name}")
+            shutil.move(found[0], dest / found[0].name)
 
 
 def base_key(manifest):
@@ -385,6 +427,7 @@ def base_image(manifest):
         for rel in PRUNE:
             shutil.rmtree(rootfs / rel, ignore_errors=True)
         lay_out_u1(rootfs)
+        net_modules(manifest, rootfs)
         precompile(rootfs, "usr/lib/python3.11")
         precompile(rootfs, "usr/lib/python3/dist-packages")
         write_cpio(rootfs, out.with_suffix(".tmp"))
@@ -450,6 +493,103 @@ def write_cpio(tree, out):
     return out
 
 
+def missing_real_parts():
+    """One line naming what the scenario cannot run without."""
+    if not (KLIPPER_U1 / "klippy" / "klippy.py").is_file():
+        return (f"no U1 Klipper tree at {KLIPPER_U1} "
+                "(point PANDA_KLIPPER_U1 at one)")
+    return None
+
+
+def have_opkg():
+    """The opkg install path needs the real opkg; without it only that
+    path is skipped, with one line."""
+    if OPKG_AARCH64.is_file():
+        return True
+    say(f"SKIPPED the opkg install path: no aarch64 opkg at "
+        f"{OPKG_AARCH64} (point PANDA_OPKG_AARCH64 at one)")
+    return False
+
+
+def tree_digest(tree):
+    h = hashlib.sha256()
+    for path in sorted(tree.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(tree)).encode() + b"\0")
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def klipper_build():
+    """The U1 Klipper tree cross-built for aarch64 (the Linux host MCU
+    out/klipper.elf and klippy/chelper/c_helper.so), cached by the tree's
+    content and this builder."""
+    h = hashlib.sha256(tree_digest(KLIPPER_U1).encode())
+    h.update(Path(__file__).read_bytes())
+    key = h.hexdigest()[:16]
+    out = CACHE / "klipper" / key
+    if (out / "done").exists():
+        return out, key
+    say(f"cross-building the U1 Klipper from {KLIPPER_U1} for aarch64")
+    shutil.rmtree(out, ignore_errors=True)
+    tree = out / "u1"
+    shutil.copytree(KLIPPER_U1, tree, symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (tree / ".config").write_text("CONFIG_MACH_LINUX=y\n")
+    log = out / "build.log"
+    with open(log, "w") as f:
+        try:
+            for cmd in (["make", "olddefconfig"],
+                        ["make", "-j2", f"CROSS_PREFIX={CROSS}"],
+                        ["make", "-C", "klippy/chelper",
+                         f"CROSS_COMPILE={CROSS}"]):
+                run(cmd, cwd=tree, stdout=f, stderr=subprocess.STDOUT)
+        except subprocess.CalledProcessError as e:
+            raise StageError(f"the aarch64 Klipper build failed "
+                             f"({' '.join(e.cmd[:3])}); see {log}") from e
+    (out / "done").touch()
+    for old in (CACHE / "klipper").iterdir():
+        if old != out:
+            shutil.rmtree(old, ignore_errors=True)
+    return out, key
+
+
+def u1_image():
+    """A cpio layer with the U1's own software: Klipper at
+    /home/lava/klipper (klippy, its C helper, the host MCU) and the devel
+    build's opkg at /usr/local/bin/opkg; cached."""
+    build, key = klipper_build()
+    opkg = have_opkg()
+    h = hashlib.sha256(key.encode())
+    h.update(OPKG_AARCH64.read_bytes() if opkg else b"no opkg")
+    out = CACHE / "images" / f"u1-{h.hexdigest()[:16]}.cpio"
+    if out.exists():
+        return out
+    say("building the guest's U1 layer (Klipper, opkg)")
+    for old in out.parent.glob("u1-*.cpio"):
+        old.unlink()
+    tree = build / "u1"
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        layer = Path(tmp)
+        klipper = layer / "home/lava/klipper"
+        shutil.copytree(tree / "klippy", klipper / "klippy",
+                        ignore=shutil.ignore_patterns(
+                            "__pycache__", "*.pyc", "*.o", "*.c", "*.h"))
+        (klipper / "out").mkdir()
+        shutil.copy(tree / "out/klipper.elf", klipper / "out/klipper.elf")
+        for name in ("COPYING", "README.md"):
+            if (tree / name).exists():
+                shutil.copy(tree / name, klipper / name)
+        precompile(layer, "home/lava/klipper/klippy", strip=layer)
+        if opkg:
+            (layer / "usr/local/bin").mkdir(parents=True)
+            shutil.copy(OPKG_AARCH64, layer / "usr/local/bin/opkg")
+            (layer / "usr/local/bin/opkg").chmod(0o755)
+        write_cpio(layer, out.with_suffix(".tmp"))
+        out.with_suffix(".tmp").rename(out)
+    return out
+
+
 def payload_image(payload_dir, out):
     """A cpio holding payload_dir at /payload, appended to the base."""
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
@@ -479,15 +619,19 @@ class Boot:
 
 
 def boot(kernel, initrd, log_path, timeout, nonce=None, echo=False,
-         memory=1024):
-    """Boot the guest, keep its console in log_path and return a Boot."""
+         memory=1024, forwards=None):
+    """Boot the guest, keep its console in log_path and return a Boot.
+
+    forwards {(guest address, port): host port} gives the guest a network
+    card on QEMU's restricted user network that reaches those host ports
+    on 127.0.0.1 and nothing else."""
     nonce = nonce or secrets.token_hex(16)
     cmdline = (f"console=ttyAMA0 panic=-1 "
                f"rdinit=/init pb.nonce={nonce}")
     cmd = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a53",
            "-smp", "2", "-m", str(memory), "-accel", "tcg",
            "-nographic", "-monitor", "none", "-serial", "stdio",
-           "-nic", "none", "-no-reboot",
+           *network(forwards), "-no-reboot",
            "-kernel", str(kernel), "-initrd", str(initrd),
            "-append", cmdline]
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -547,18 +691,27 @@ def boot(kernel, initrd, log_path, timeout, nonce=None, echo=False,
     return Boot(console, 0, "passed", seconds)
 
 
+def network(forwards):
+    if not forwards:
+        return ["-nic", "none"]
+    relay = str(HERE / "relay.py").replace(",", ",,")
+    rules = "".join(
+        f",guestfwd=tcp:{addr}:{port}-cmd:{sys.executable} {relay} {host}"
+        for (addr, port), host in sorted(forwards.items()))
+    return ["-netdev", f"user,id=net0,restrict=on{rules}",
+            "-device", "virtio-net-device,netdev=net0"]
+
+
 def tail(text, lines=40):
     return "\n".join(text.splitlines()[-lines:])
 
 
 # --- the shipped scenario payload --------------------------------------------
 
-def scenario_payload(dest):
+def scenario_payload(dest, dist):
     """The payload that installs dist/ and runs the end-to-end scenario:
-    the U1 packages and overlay from dist/, the scenario, and the test
-    tooling it runs on (simulator, harness, pure-Python websockets) in
-    /payload/lib, apart from the site-packages the packages install to."""
-    dist = ROOT / "dist"
+    the U1 packages and overlay from dist/, the scenario, and the Klipper
+    API client it drives Klipper with, in /payload/lib."""
     ipks = sorted(dist.glob("*.ipk"))
     overlays = sorted(dist.glob("panda-breath-overlay-*.tar.gz"))
     names = {p.name.split("_", 1)[0] for p in ipks}
@@ -567,31 +720,51 @@ def scenario_payload(dest):
     if not overlays:
         missing.append("panda-breath-overlay-*.tar.gz")
     if missing:
-        raise StageError(f"dist/ lacks {', '.join(missing)} (./build.sh)")
-    for rel in ("simulator/__init__.py", "tests/harness/__init__.py"):
-        if not (ROOT / rel).exists():
-            raise StageError(f"{rel} is missing")
+        raise StageError(f"{dist} lacks {', '.join(missing)} (./build.sh)")
+    api = ROOT / "tests/realklipper/api.py"
+    if not api.exists():
+        raise StageError(f"{api.relative_to(ROOT)} is missing")
     shutil.copytree(GUEST / "payload", dest, symlinks=True)
     (dest / "dist").mkdir()
     for path in ipks + overlays[-1:]:
         shutil.copy(path, dest / "dist" / path.name)
-    lib = dest / "lib"
-    lib.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.so")
-    shutil.copytree(ROOT / "simulator", lib / "simulator", ignore=ignore)
-    shutil.copytree(ROOT / "tests/harness", lib / "harness", ignore=ignore)
-    shutil.copytree(websockets_source(), lib / "websockets", ignore=ignore)
+    (dest / "lib").mkdir()
+    shutil.copy(api, dest / "lib" / "klippy_api.py")
     shutil.copy(HERE / "guest_scenario.py", dest / "guest_scenario.py")
 
 
-def websockets_source():
-    """The pure-Python websockets package from the project's venv (its
-    compiled speedups are left out; it falls back to Python)."""
-    found = sorted((ROOT / ".venv/lib").glob(
-        "python3*/site-packages/websockets/__init__.py"))
-    if not found:
-        raise StageError("websockets is not in .venv (run ./build.sh test)")
-    return found[0].parent
+# The guest's view of the host's services (QEMU's user network, 10.0.2.0/24).
+DEVICE_ADDR = ("10.0.2.100", 80)
+CONTROL_ADDR = ("10.0.2.100", 81)
+
+
+@contextlib.contextmanager
+def host_device(log_path):
+    """The simulator and its control service on the host (host_device.py,
+    on the project's .venv); yields their ports."""
+    python = ROOT / ".venv" / "bin" / "python"
+    if not python.exists():
+        raise StageError(f"no {python} for the simulator (run ./build.sh)")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([python, HERE / "host_device.py"],
+                                stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=log,
+                                text=True)
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            words = proc.stdout.readline().split() if ready else []
+            if len(words) != 3 or words[0] != "ports":
+                raise StageError(f"the simulator did not start (see "
+                                 f"{log_path})")
+            yield int(words[1]), int(words[2])
+        finally:
+            proc.stdin.close()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 # --- command line -------------------------------------------------------------
@@ -622,6 +795,13 @@ def main(argv=None):
                          "(default %(default)s)")
     ap.add_argument("--console", type=Path, default=OUT / "console.log",
                     help="where to keep the guest console log")
+    ap.add_argument("--dist", type=Path, default=ROOT / "dist",
+                    help="the packages and overlay the scenario installs "
+                         "(default %(default)s)")
+    ap.add_argument("--u1", action="store_true",
+                    help="give a --payload the U1 layer (Klipper, opkg) "
+                         "and the simulator on the network, as the "
+                         "scenario has")
     ap.add_argument("--prepare", action="store_true",
                     help="fetch packages and build the base image only")
     ap.add_argument("--refresh", action="store_true",
@@ -654,14 +834,31 @@ def main(argv=None):
                     return 0
                 shutil.copy(base, initrd)
             payload = args.payload
+            real = payload is None or args.u1
+            if real:
+                missing = missing_real_parts()
+                if missing:
+                    say(f"SKIPPED: {missing}")
+                    return 0
+                with cache_lock():
+                    layers = [u1_image()]
+            else:
+                layers = []
             if payload is None:
                 payload = tmp / "scenario"
-                scenario_payload(payload)
+                scenario_payload(payload, args.dist)
+            layers.append(payload_image(payload, tmp / "payload.cpio"))
             with open(initrd, "ab") as f:
-                f.write(payload_image(payload, tmp / "payload.cpio")
-                        .read_bytes())
-            result = boot(kernel, initrd, args.console, args.timeout,
-                          echo=not args.quiet)
+                for layer in layers:
+                    f.write(layer.read_bytes())
+            with contextlib.ExitStack() as stack:
+                forwards = None
+                if real:
+                    device, control = stack.enter_context(host_device(
+                        args.console.with_name("device.log")))
+                    forwards = {DEVICE_ADDR: device, CONTROL_ADDR: control}
+                result = boot(kernel, initrd, args.console, args.timeout,
+                              echo=not args.quiet, forwards=forwards)
     except StageError as e:
         say(f"FAILED: {e}")
         return 2

@@ -10,5 +10,8 @@ cd "$(dirname "$0")/../.."
 say() { printf 'qemu: %s\n' "$*" >&2; }
 
 command -v python3 >/dev/null || need_apt python3
-need_apt qemu-system-arm cpio debian-archive-keyring
+# QEMU, the guest image's tools, and the cross compiler for the U1's
+# Klipper (its host MCU and C helper are built here for aarch64).
+need_apt qemu-system-arm cpio debian-archive-keyring make \
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 exec python3 tests/qemu/qemu_stage.py "$@"

@@ -2,7 +2,10 @@
 crashing or hung guest fails the stage.  The boots use tiny payloads on the
 real guest image (built once and cached), not the shipped scenario."""
 
+import ast
+import re
 import secrets
+import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -10,6 +13,8 @@ from pathlib import Path
 import pytest
 import qemu_stage
 from qemu_stage import ROOT, StageError, parse_result, result_tag
+
+from package.build import build
 
 RUN_SH = ROOT / "tests" / "qemu" / "run.sh"
 
@@ -76,7 +81,7 @@ def test_scenario_without_packages_names_what_is_missing(tmp_path,
     (tmp_path / "dist" / "python3-websocket_1.9.2-1_aarch64-3.10.ipk"
      ).write_bytes(b"")
     with pytest.raises(StageError) as e:
-        qemu_stage.scenario_payload(tmp_path / "payload")
+        qemu_stage.scenario_payload(tmp_path / "payload", tmp_path / "dist")
     assert "panda-breath_*.ipk" in str(e.value)
     assert "panda-breath-overlay-*.tar.gz" in str(e.value)
     assert "python3-websocket" not in str(e.value)
@@ -168,3 +173,78 @@ def test_hung_guest_hits_the_timeout(guest_image, tmp_path):
     assert proc.returncode != 0
     assert "timed out after 20 s" in proc.stderr
     assert "about to hang" in console
+
+
+# --- the shipped scenario on the U1's own Klipper -----------------------------
+
+def without_method(source, name):
+    """source with every method called name cut out."""
+    lines = source.splitlines(keepends=True)
+    cuts = [(node.lineno, node.end_lineno)
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.FunctionDef) and node.name == name]
+    for start, end in sorted(cuts, reverse=True):
+        del lines[start - 1:end]
+    return "".join(lines)
+
+
+def packages_from(tmp_path, edit):
+    """dist/ built from a copy of the project's sources with the module
+    edited; returns the dist folder."""
+    src = tmp_path / "src"
+    for d in ("klipper", "package", "overlay"):
+        shutil.copytree(ROOT / d, src / d,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    module = src / "klipper" / "extras" / "panda_breath.py"
+    module.write_text(edit(module.read_text()))
+    git = ["git", "-C", str(src), "-c", "user.name=test",
+           "-c", "user.email=test@example.invalid"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "edited"], check=True)
+    build(src, src / "dist", ROOT / ".cache" / "wheels")
+    return src / "dist"
+
+
+def test_without_method_cuts_only_that_method():
+    source = textwrap.dedent("""\
+        class Sensor:
+            def a(self):
+                return 1
+
+            def set_read_tolerance(self, tol, ratio):
+                self.tol = tol
+
+            def b(self):
+                return 2
+        """)
+    edited = without_method(source, "set_read_tolerance")
+    assert "set_read_tolerance" not in edited
+    assert "def a(self)" in edited and "def b(self)" in edited
+    ast.parse(edited)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_u1_klipper_refuses_a_module_without_set_read_tolerance(
+        guest_image, tmp_path):
+    # The stage runs the U1's own klippy, which calls set_read_tolerance
+    # on every heater's sensor: without it, start-up stops, and the stage
+    # fails showing Klipper's AttributeError.
+    missing = qemu_stage.missing_real_parts()
+    if missing:
+        pytest.skip(missing)
+    module = (ROOT / "klipper/extras/panda_breath.py").read_text()
+    assert "def set_read_tolerance" in module
+    dist = packages_from(
+        tmp_path, lambda text: without_method(text, "set_read_tolerance"))
+    log = tmp_path / "console.log"
+    proc = subprocess.run(
+        ["bash", str(RUN_SH), "--dist", str(dist), "--timeout", "600",
+         "--console", str(log), "--quiet"],
+        capture_output=True, text=True, timeout=700)
+    assert proc.returncode != 0
+    assert "the guest payload failed (exit 1)" in proc.stderr
+    assert re.search(r"AttributeError: '\w+' object has no attribute "
+                     r"'set_read_tolerance'", proc.stderr), proc.stderr
+    assert "Klipper is not ready (state error)" in log.read_text()

@@ -1,8 +1,11 @@
 #!/bin/sh
-# Firmware build step: install the panda-breath packages carried in
-# ../packages into the root filesystem the way opkg would, offline: their
-# files (the Klipper module owned by lava, 1000:1000) and opkg's database,
-# so that opkg on a devel build knows they are installed.
+# Firmware build step of the chamber heater feature: install this
+# project's panda-breath packages, carried in ../packages, into the root
+# filesystem the way opkg would, offline: their files (the Klipper module
+# panda_breath.py in Klipper's extras, owned by lava, 1000:1000; the
+# websocket-client library it needs; the panda-breath command) and opkg's
+# database, so that opkg on a devel build knows they are installed.
+# Maintainer scripts are not run: nothing is configured at build time.
 #
 # opkg's database for `dest root /` is <libdir>/opkg/status plus
 # <libdir>/opkg/info/<package>.{control,list,conffiles,<scripts>}, where
@@ -36,7 +39,8 @@ PACKAGES_DIR=$(cd "$(dirname "$0")/../packages" 2>/dev/null && pwd) || {
     exit 1
 }
 OPKG_DIR="$ROOTFS_DIR/usr/lib/opkg"
-MODULE="$ROOTFS_DIR/home/lava/klipper/klippy/extras/panda_breath.py"
+EXTRAS="$ROOTFS_DIR/home/lava/klipper/klippy/extras"
+MODULE="$EXTRAS/panda_breath.py"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/panda-breath.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -128,11 +132,30 @@ install_ipk() {
     cat "$WORK/status" > "$OPKG_DIR/status"
 }
 
+# Klipper must be there first: its folders belong to lava, and a tar
+# extracted into a missing tree would create them owned by root.
+[ -d "$EXTRAS" ] || die "no Klipper in the root filesystem" \
+    "($EXTRAS is missing): this feature needs the firmware's Klipper"
+
 websocket=$(find_ipk python3-websocket)
 panda_breath=$(find_ipk panda-breath)
 install_ipk "$websocket" auto
 install_ipk "$panda_breath" user
 
-[ -f "$MODULE" ] || die "the package did not install $MODULE"
+# Klipper loads extras only from its extras folder, and at build time no
+# maintainer script runs to link the module there: wherever the package
+# keeps panda_breath.py, a real copy goes into extras.
+if [ -L "$MODULE" ] || [ ! -f "$MODULE" ]; then
+    shipped=$(grep '/panda_breath\.py$' "$OPKG_DIR/info/panda-breath.list" \
+        | while read -r path; do
+            [ -f "$ROOTFS_DIR$path" ] && [ ! -L "$ROOTFS_DIR$path" ] \
+                && echo "$ROOTFS_DIR$path"
+        done | head -n 1)
+    [ -n "$shipped" ] || die "the panda-breath package has no panda_breath.py"
+    rm -f "$MODULE"
+    cp "$shipped" "$MODULE"
+fi
 chown 1000:1000 "$MODULE"
-echo ">> panda-breath installed; enable it in Firmware Config"
+chmod 644 "$MODULE"
+echo ">> panda-breath installed; enable it in Firmware Config" \
+    "(chamber heater: Panda Breath)"
