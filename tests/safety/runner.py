@@ -25,10 +25,14 @@ DEFAULT_WORKERS = 2
 MAX_FAILURES = 5  # per worker; after a failure the search goes on
 
 
-def _describe(e):
+def _describe(e, depth=0):
     text = "%s: %s" % (type(e).__name__, e)
     for sub in getattr(e, "exceptions", ()):  # e.g. a Flaky failure
         text += "\n  " + _describe(sub).replace("\n", "\n  ")
+    cause = e.__cause__ or e.__context__
+    if cause is not None and depth < 3:  # what a Flaky error hides
+        text += "\n  after: " + _describe(cause, depth + 1).replace(
+            "\n", "\n  ")
     return text
 
 
