@@ -6,20 +6,23 @@ import random
 import sys
 import time
 
+from realklipper import trees
+
 from . import figures, report
 from .procs import ROOT
 
 DEFAULT_OUT = os.path.join(ROOT, "dist", "bench")
+DOC = os.path.join(ROOT, "docs", "performance.md")
 
 
 class Plan:
     """Sample counts of a run."""
 
-    def __init__(self, quick):
+    def __init__(self, quick, reconnects=None):
         self.quick = quick
-        self.commands = 20 if quick else 500
-        self.readings = 40 if quick else 1500
-        self.fault_seconds = 2. if quick else 8.
+        self.commands = 10 if quick else 300
+        self.steps = 1 if quick else 20
+        self.fault_seconds = 0.5 if quick else 6.
         # Reboots of 1 to 6.5 s, each at a random point of its half
         # second: multiples of the module's 0.5 s first retry would all
         # meet a retry just in time.
@@ -27,21 +30,20 @@ class Plan:
         self.reboot_delays = [round(1. + 0.5 * i + rng.uniform(.05, .45), 2)
                               for i in range(1 if quick else 11)]
         self.silent_samples = 1 if quick else 3
-        self.idle_seconds = 4. if quick else 60.
-        self.busy_seconds = 3. if quick else 20.
-        self.cycles = 200 if quick else 10000
-        self.warmup = 50 if quick else 1000
+        self.idle_seconds = 1. if quick else 60.
+        self.cycles = reconnects or (20 if quick else 10000)
+        self.warmup = 5 if quick else max(20, self.cycles // 10)
 
 
 STEPS = (
     ("normal operation",
-     lambda p: figures.normal_operation(p.commands, p.readings)),
-    ("faults", lambda p: figures.fault_stalls(p.fault_seconds)),
-    ("reconnect", lambda p: figures.reconnects(p.reboot_delays,
-                                               p.silent_samples)),
-    ("cpu", lambda p: figures.cpu_cost(p.idle_seconds, p.busy_seconds)),
-    ("reconnect cycles", lambda p: figures.reconnect_cycles(p.cycles,
-                                                            p.warmup)),
+     lambda t, p: figures.normal_operation(t, p.commands, p.steps)),
+    ("faults", lambda t, p: figures.fault_stalls(t, p.fault_seconds)),
+    ("reconnect", lambda t, p: figures.reconnects(t, p.reboot_delays,
+                                                  p.silent_samples)),
+    ("cpu", lambda t, p: figures.cpu_cost(t, p.idle_seconds)),
+    ("reconnect cycles", lambda t, p: figures.reconnect_cycles(
+        t, p.cycles, p.warmup)),
 )
 
 
@@ -63,6 +65,14 @@ def build_parser():
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help="where report.json and report.md go"
                    " (default dist/bench)")
+    p.add_argument("--tree", action="append", choices=trees.TREES,
+                   help="measure only this Klipper tree (repeatable;"
+                   " default both)")
+    p.add_argument("--reconnects", type=int, metavar="N",
+                   help="reconnects for the memory figures (default"
+                   " 10,000; --quick 20)")
+    p.add_argument("--doc", action="store_true",
+                   help="also write the report into docs/performance.md")
     p.add_argument("--soak", type=float, metavar="MINUTES",
                    help="run a simulated long print for MINUTES instead")
     p.add_argument("--safety", metavar="N",
@@ -76,6 +86,8 @@ def main(argv=None):
         args = build_parser().parse_args(argv)
         if args.soak is not None and not 0 < args.soak <= 7 * 24 * 60:
             raise UsageError("--soak wants a number of minutes above 0")
+        if args.reconnects is not None and args.reconnects < 1:
+            raise UsageError("--reconnects wants a count of at least 1")
     except UsageError as e:
         print("bench: error: %s" % (e,), file=sys.stderr)
         return 2
@@ -89,22 +101,41 @@ def main(argv=None):
     if args.soak is not None:
         from . import soak
         return soak.main(args.soak, args.out)
-    return bench(args.quick, args.out)
+    status = bench(args.quick, args.out, args.reconnects, args.tree)
+    if args.doc and status in (0, 1):
+        with open(os.path.join(args.out, "report.md")) as f:
+            report.update_doc(DOC, f.read())
+        print("wrote %s" % (DOC,))
+    return status
 
 
-def bench(quick, out):
-    plan = Plan(quick)
+def bench(quick, out, reconnects=None, only=None):
+    plan = Plan(quick, reconnects)
     mode = "quick" if quick else "full"
     started = time.monotonic()
-    results = []
-    for name, step in STEPS:
-        print("bench: %s ..." % (name,), file=sys.stderr, flush=True)
-        results.extend(step(plan))
+    built = {}
+    for name in only or trees.TREES:
+        try:
+            built[name] = trees.prepare(name)
+        except trees.TreeMissing as e:
+            print("bench: %s skipped: %s" % (name, e), file=sys.stderr)
+    if not built:
+        print("bench: error: no real Klipper tree", file=sys.stderr)
+        return 2
+    results = {name: [] for name in built}
+    for step, measure in STEPS:
+        for name, path in built.items():
+            print("bench: %s (%s) ..." % (step, name), file=sys.stderr,
+                  flush=True)
+            results[name].extend(measure((name, path), plan))
     elapsed = time.monotonic() - started
-    report.write(out, results, mode, elapsed)
+    report.write(out, results, mode, elapsed,
+                 {name: str(trees.source(name)) for name in built})
     print(report.text_table(report.table(results)))
-    missed = [f.title for f in results if f.met() is False]
-    print("\nreport: %s" % (os.path.join(out, "report.md"),))
+    missed = ["%s (%s)" % (f.title, name) for name, figs in results.items()
+              for f in figs if f.met() is False]
+    print("\nreport: %s (%.0f s)" % (os.path.join(out, "report.md"),
+                                     elapsed))
     if missed:
         print("targets missed: %s" % (", ".join(missed),))
         return 1

@@ -97,6 +97,31 @@ def footprint():
     return rss_kib(), open_fds(), os_threads()
 
 
+def proc_cpu(pid):
+    """CPU seconds process pid's threads have used so far (schedstat's
+    nanoseconds: /proc/<pid>/stat counts whole 10 ms ticks, too coarse
+    for an idle klippy)."""
+    total = 0
+    for task in os.listdir("/proc/%d/task" % (pid,)):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, task)) as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass  # a thread that just ended
+    return total * 1e-9
+
+
+def proc_footprint(pid):
+    """(RSS KiB, open fds, threads) of process pid."""
+    rss = 0
+    with open("/proc/%d/status" % (pid,)) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+    return (rss, len(os.listdir("/proc/%d/fd" % (pid,))),
+            len(os.listdir("/proc/%d/task" % (pid,))))
+
+
 def thread_cpu(thread):
     """CPU seconds a running threading.Thread has used so far."""
     clock = time.pthread_getcpuclockid(thread.ident)

@@ -92,16 +92,40 @@ def machine():
             "load": os.getloadavg()[0]}
 
 
-def table(figures):
-    rows = [("figure", "unit", "p50", "p99", "max", "n", "total",
-             "target", "met")]
-    for f in figures:
-        s = f.stats()
-        met = f.met()
-        rows.append((f.title, f.unit, fmt(s["p50"]), fmt(s["p99"]),
-                     fmt(s["max"]), str(len(f.samples)), fmt(f.total),
-                     f.target_text(),
-                     "" if met is None else ("yes" if met else "MISSED")))
+def cell(f):
+    """A figure's value in the table: its total, else p50 / p99 / max."""
+    if f is None:
+        return "-"
+    s = f.stats()
+    if f.stat == "total" or (f.stat is None and f.total is not None):
+        return fmt(f.total)
+    return "%s / %s / %s" % (fmt(s["p50"]), fmt(s["p99"]), fmt(s["max"]))
+
+
+def table(results):
+    """results: {tree: [Figure]} -> rows, one column of values a tree."""
+    trees = list(results)
+    rows = [("figure", "unit", "target") + tuple(trees) + ("met",)]
+    keys, first = [], {}
+    for figures in results.values():
+        for f in figures:
+            if f.key not in first:
+                keys.append(f.key)
+                first[f.key] = f
+    for key in keys:
+        f = first[key]
+        mine = {t: next((g for g in results[t] if g.key == key), None)
+                for t in trees}
+        verdicts = {t: g.met() for t, g in mine.items() if g is not None}
+        missed = [t for t, ok in verdicts.items() if ok is False]
+        if missed:
+            met = "MISSED (%s)" % (", ".join(missed),)
+        elif any(ok for ok in verdicts.values()):
+            met = "yes"
+        else:
+            met = ""
+        rows.append((f.title, f.unit, f.target_text())
+                    + tuple(cell(mine[t]) for t in trees) + (met,))
     return rows
 
 
@@ -119,23 +143,47 @@ def text_table(rows):
                      .rstrip() for r in rows)
 
 
-def write(out_dir, figures, mode, seconds):
+DOC_BEGIN = "<!-- bench report: written by ./build.sh bench --doc -->"
+DOC_END = "<!-- end of bench report -->"
+
+
+def update_doc(path, report_md):
+    """Put a report.md's text between the markers in the doc at path."""
+    with open(path) as f:
+        text = f.read()
+    start, end = text.index(DOC_BEGIN), text.index(DOC_END)
+    body = report_md.split("\n", 2)[2].strip()  # without its heading
+    with open(path, "w") as f:
+        f.write(text[:start + len(DOC_BEGIN)] + "\n\n" + body + "\n\n"
+                + text[end:])
+
+
+def write(out_dir, results, mode, seconds, trees_info=None):
+    """results: {tree: [Figure]}."""
     os.makedirs(out_dir, exist_ok=True)
     info = machine()
     date = datetime.datetime.now(datetime.timezone.utc).strftime(
         "%Y-%m-%d %H:%M UTC")
+    everything = [f for figures in results.values() for f in figures]
     data = {"date": date, "mode": mode, "seconds": round(seconds, 1),
-            "machine": info, "figures": [f.as_dict() for f in figures],
-            "all_met": all(f.met() is not False for f in figures)}
+            "machine": info, "trees": {
+                t: [f.as_dict() for f in figures]
+                for t, figures in results.items()},
+            "klipper": trees_info or {},
+            "all_met": all(f.met() is not False for f in everything)}
     with open(os.path.join(out_dir, "report.json"), "w") as f:
         json.dump(data, f, indent=2)
         f.write("\n")
-    notes = ["- %s: %s" % (f.title, f.note) for f in figures if f.note]
+    notes = ["- %s (%s): %s" % (f.title, t, f.note)
+             for t, figures in results.items() for f in figures if f.note]
     md = ["# Panda Breath module benchmark", "",
-          "%s, %s run in %.0f s on %s (%d cores, %s), Python %s, load %.2f"
-          % (date, mode, seconds, info["cpu"], info["cores"],
-             info["platform"], info["python"], info["load"]), "",
-          markdown(table(figures)), ""]
+          "%s, %s run in %.0f s on %s (%d cores, %s), Python %s, load %.2f;"
+          " real Klipper: %s" % (
+              date, mode, seconds, info["cpu"], info["cores"],
+              info["platform"], info["python"], info["load"],
+              ", ".join(results)), "",
+          "Cells: p50 / p99 / max of the samples, or the run's total.", "",
+          markdown(table(results)), ""]
     if notes:
         md += ["Notes:", ""] + notes + [""]
     with open(os.path.join(out_dir, "report.md"), "w") as f:

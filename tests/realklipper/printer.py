@@ -21,9 +21,8 @@ kinematics: none
 max_velocity: 1
 max_accel: 1
 {printer_extra}
-[reactor_probe]
-
 """
+PROBE = "[reactor_probe]\n\n"
 # The U1 fork's toolhead requires these (its own config uses 32 and 4).
 U1_PRINTER = "max_logical_extruder_num: 4\nmax_physical_extruder_num: 4\n"
 
@@ -33,16 +32,20 @@ class StartupError(Exception):
 
 
 class Printer:
-    def __init__(self, tree, name, config, workdir, wrap=()):
+    def __init__(self, tree, name, config, workdir, wrap=(), probe=True,
+                 env=None):
+        """wrap: a command prefix for klippy; probe: load the reactor
+        probe (it wakes klippy every 10 ms); env: extra environment."""
         self.tree = pathlib.Path(tree)
-        self.wrap = list(wrap)      # a command prefix for klippy
+        self.wrap = list(wrap)
         self.name = name
         self.run = pathlib.Path(workdir)
         self.run.mkdir(parents=True, exist_ok=True)
         self.cfg = self.run / "printer.cfg"
         extra = U1_PRINTER if name == "u1" else ""
         self.cfg.write_text(BASE.format(run=self.run, printer_extra=extra)
-                            + config)
+                            + (PROBE if probe else "") + config)
+        self.env = dict(env or {})
         self.sock = self.run / "api.sock"
         self.mcu = self.klippy = self.api = None
         self.stderr_path = self.run / "klippy.stderr"
@@ -53,7 +56,7 @@ class Printer:
         """Start the MCU and klippy; wait for 'ready' (raise StartupError
         with Klipper's message if it ends in another state)."""
         self._start_mcu()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         with open(self.stderr_path, "ab") as err:
             self.klippy = subprocess.Popen(
                 self.wrap + [

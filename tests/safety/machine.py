@@ -25,8 +25,9 @@ WAITS = st.sampled_from([0.05, 0.3, 1.0, 2.5])
 COMMON = dict(deadline=None, database=None, stateful_step_count=12,
               suppress_health_check=list(HealthCheck),
               report_multiple_bugs=False)
-# The README's test command: a bounded, repeatable profile.
-settings.register_profile("safety-bounded", max_examples=100,
+# The README's test command: a bounded, repeatable profile, a few
+# examples in each real Klipper tree (each example starts Klipper).
+settings.register_profile("safety-bounded", max_examples=10,
                           derandomize=True, **COMMON)
 # The long run (./build.sh bench --safety N): fresh random examples.
 settings.register_profile("safety-long", max_examples=10000, **COMMON)
@@ -34,10 +35,11 @@ settings.register_profile("safety-long", max_examples=10000, **COMMON)
 
 class SafetyMachine(RuleBasedStateMachine):
     examples = steps = 0  # counted for the long run's summary
+    tree = "upstream"  # the Klipper tree the examples run in
 
     def __init__(self):
         super().__init__()
-        self.world = World()
+        self.world = World(tree=self.tree)
         SafetyMachine.examples += 1
 
     @initialize(initial=st.sampled_from(sorted(INITIAL)))

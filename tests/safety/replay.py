@@ -13,12 +13,12 @@ Raises SafetyViolation (with the script) when the rule breaks."""
 from .world import World
 
 
-def replay(script, firmware="1.0.3"):
+def replay(script, firmware="1.0.3", tree="upstream"):
     events = list(script)
     initial = "off"
     if events and events[0][0] == "initial":
         initial = events.pop(0)[1]
-    world = World(firmware=firmware)
+    world = World(firmware=firmware, tree=tree)
     try:
         world.start(initial)
         for event in events:

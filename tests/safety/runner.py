@@ -1,13 +1,14 @@
 """The long safety run: ``./build.sh bench --safety N`` calls main(N).
 
-Each example is mostly waiting on loopback sockets and the wall-clock
-reactor, so the N examples are split over a few worker processes (each
-its own simulators and Klipper hosts, with fresh random examples).  A
+Each example starts real Klipper (klippy and its Linux host MCU) and is
+mostly waiting on loopback sockets, so the N examples are split over a
+few worker processes, taking the Klipper trees (upstream, the U1 fork) in
+turn (each its own simulators and printers, with fresh random examples).  A
 failure prints the shrunk event script to replay; one that hypothesis
 could not make happen again on replay (timing) is reported as not
 reproducible, with every violation seen on the way.  Any failure makes
-the exit status 1.  Workers default to 6; PANDA_SAFETY_WORKERS overrides
-it.
+the exit status 1.  Workers default to 2 (one per tree);
+PANDA_SAFETY_WORKERS overrides it.
 """
 import json
 import os
@@ -18,16 +19,20 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-DEFAULT_WORKERS = 6
+DEFAULT_WORKERS = 2
 
 
 MAX_FAILURES = 5  # per worker; after a failure the search goes on
 
 
-def _describe(e):
+def _describe(e, depth=0):
     text = "%s: %s" % (type(e).__name__, e)
     for sub in getattr(e, "exceptions", ()):  # e.g. a Flaky failure
         text += "\n  " + _describe(sub).replace("\n", "\n  ")
+    cause = e.__cause__ or e.__context__
+    if cause is not None and depth < 3:  # what a Flaky error hides
+        text += "\n  after: " + _describe(cause, depth + 1).replace(
+            "\n", "\n  ")
     return text
 
 
@@ -38,9 +43,12 @@ def _worker(n_examples, result_path, label):
 
     from hypothesis import settings
     from hypothesis.stateful import run_state_machine_as_test
+    from realklipper.trees import TREES
 
     from safety.machine import SafetyMachine
     from safety.world import SafetyViolation, World
+
+    SafetyMachine.tree = TREES[int(label) % len(TREES)]
 
     seen = []
 
@@ -67,7 +75,8 @@ def _worker(n_examples, result_path, label):
                              isinstance(e, SafetyViolation)})
             print("safety: worker %s: %s" % (label, failures[-1]["text"]),
                   flush=True)
-    result = {"worker": label, "examples": SafetyMachine.examples,
+    result = {"worker": "%s (%s)" % (label, SafetyMachine.tree),
+              "examples": SafetyMachine.examples,
               "steps": SafetyMachine.steps, "failures": failures,
               "violations_seen": len(seen),
               "wall": time.monotonic() - started,

@@ -1,7 +1,8 @@
 """The world the safety rule lives in, its events and its oracle.
 
-A World is one simulator (the device, its real state) and one Klipper host
-(the harness) running the module against it over loopback.  step(name,
+A World is one simulator (the device, its real state) and one real Klipper
+(klippy and its Linux host MCU, upstream or the U1 fork, driven through
+its API socket) running the module against it over loopback.  step(name,
 *args) applies one event, then lets the system settle and checks the rule
 against what the device really is and really received:
 
@@ -14,15 +15,23 @@ against what the device really is and really received:
    new target after Klipper is ready again undoes it;
 4. the module never sends a value outside the device's ranges, work_on
    only as a JSON bool, never printer_type / reset / factory_reset;
-5. no module callback holds the reactor for the stall limit or longer.
+5. no module callback holds the reactor for the stall limit or longer
+   (the reactor probe's lateness, tests/realklipper).
 
 Every event is recorded in ``script`` as a tuple; replay.replay() runs a
 script again, and a violation's message ends with the script to replay.
 """
+import functools
+import queue
+import shutil
+import tempfile
 import time
 
-from chamber import FAST, STALL_LIMIT, STARTUP_STALL_LIMIT, chamber_config
-from harness import GCodeError, HarnessTimeout, Klippy
+from chamber import FAST, chamber_config
+from realklipper import trees
+from realklipper.api import APIError
+from realklipper.conftest import STALL_LIMIT
+from realklipper.printer import Printer, StartupError
 
 from simulator import Simulator
 
@@ -34,8 +43,14 @@ OPTIONS = dict(FAST, reconnect_delay=0.1, reconnect_max_delay=0.4,
 BOUND = OPTIONS["reconnect_max_delay"] + 1.0
 MAX_TEMP = 70
 DEVICE_MAX = 60
-IDLE_CONFIG = "\n[idle_timeout]\ntimeout: 3600\n"
+HEATER = "heater_generic chamber"
+# SET_HEATER_TEMPERATURE goes through the toolhead, so Klipper's idle
+# timeout runs after each; the idle_timeout event shortens it for a moment.
+IDLE_CONFIG = "\n[idle_timeout]\ntimeout: 3600\ngcode: TURN_OFF_HEATERS\n"
+IDLE_NOW = "SET_IDLE_TIMEOUT TIMEOUT=0.1\nG4 P1"
+IDLE_LATER = "SET_IDLE_TIMEOUT TIMEOUT=3600"
 SIMULATOR = dict(push_interval=0.05, reboot_delay=0.05, speed=50.0)
+POLL = 0.02
 
 ACCEPTED = {"work_mode": (1, 3), "set_temp": (0, DEVICE_MAX),
             "temp": (0, DEVICE_MAX), "filament_drying_mode": (1, 3),
@@ -72,6 +87,25 @@ DRY = {"pla": "PRESET=PLA", "custom": "TEMP=45 HOURS=1"}
 AUTO = {"on": "TARGET=45 HEAT_AT=60 FAN_AT=40", "off": "ENABLE=0"}
 BAD_FRAMES = {"malformed": "send_malformed", "oversized": "send_oversized",
               "binary": "send_binary", "wrong_types": "send_wrong_types"}
+
+
+class WorldTimeout(Exception):
+    pass
+
+
+@functools.lru_cache(maxsize=None)
+def built_tree(name):
+    """The built copy of a Klipper tree (trees.prepare), once a process."""
+    return trees.prepare(name)
+
+
+def wait_until(predicate, timeout):
+    """Poll predicate() until true; raise WorldTimeout after timeout."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise WorldTimeout("not true within %.1f s" % (timeout,))
+        time.sleep(POLL)
 
 
 class SafetyViolation(AssertionError):
@@ -116,10 +150,15 @@ class World:
     # them: a failure that does not recur while shrinking is still seen).
     report = None
 
-    def __init__(self, firmware="1.0.3"):
+    def __init__(self, firmware="1.0.3", tree="upstream"):
         self.firmware = firmware
+        self.tree = tree
         self.script = []
         self.sim = self.k = None
+        self.workdir = None
+        # RESTART after a shutdown leaves Klipper in its error state (the
+        # MCU is still shut down) until FIRMWARE_RESTART: no module runs.
+        self.klipper_error = False
         self.faults = set()
         self.calm_since = 0.
         self.bound = BOUND
@@ -134,6 +173,7 @@ class World:
         self.half_open_since = None
         self.hidden_push = False
         self.responses = []  # Klipper's console, kept after close()
+        self.log = ""        # klippy.log, kept after close()
 
     # Set-up and tear-down
     def start(self, initial="off"):
@@ -141,14 +181,16 @@ class World:
         self.sim = Simulator(firmware=self.firmware, **SIMULATOR).start()
         self.sim.press(**INITIAL[initial])
         self.user_session = initial in ("auto", "drying")
-        self.k = Klippy(chamber_config(self.sim.port, options=OPTIONS,
-                                       max_temp=MAX_TEMP, extra=IDLE_CONFIG))
+        self.workdir = tempfile.mkdtemp(prefix="safety-")
         started = time.monotonic()
         try:
+            self.k = Printer(built_tree(self.tree), self.tree, chamber_config(
+                self.sim.port, options=OPTIONS, max_temp=MAX_TEMP,
+                extra=IDLE_CONFIG), self.workdir)
             self.k.start()
-            self.k.run_until(
-                lambda: self.k.status("panda_breath")["connected"],
-                timeout=10.)
+            self._watch_console()
+            wait_until(lambda: self.k.status("panda_breath")["connected"],
+                       timeout=10.)
             self.calm_since = started
             self.settle(started)
         except BaseException:
@@ -164,11 +206,15 @@ class World:
         k, sim, self.k, self.sim = self.k, self.sim, None, None
         try:
             if k is not None:
-                self.responses = k.responses
+                self._read_console(k)
                 k.stop()
+                self.log = k.log()
         finally:
             if sim is not None:
                 sim.stop()
+            if self.workdir is not None:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+                self.workdir = None
 
     def __enter__(self):
         return self
@@ -191,15 +237,38 @@ class World:
     def ev_initial(self, initial):
         raise ValueError("'initial' is only the first event of a script")
 
+    # Klipper, through its API socket
+    def _watch_console(self):
+        self.k.api.subscribe_output()
+
+    def _read_console(self, k=None):
+        k = k or self.k
+        if k is None or k.api is None:
+            return
+        while True:
+            try:
+                self.responses.append(k.api.output.get_nowait())
+            except queue.Empty:
+                return
+
+    def _info(self):
+        return self.k.api.info()
+
+    def is_shutdown(self):
+        return self._info()["state"] == "shutdown"
+
+    def target(self):
+        return self.k.status(HEATER, ["target"])["target"]
+
     def _gcode(self, script):
         try:
             self.k.gcode(script)
             return True
-        except GCodeError:
+        except APIError:
             return False  # e.g. "Printer is shutdown": nothing changed
 
     def ev_set_target(self, target):
-        before = self.k.heater("chamber").target_temp
+        before = self.target()
         if not self._gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=%s"
                            % (target,)):
             return
@@ -221,9 +290,9 @@ class World:
         # The oracle forgets a session while the device is off: wait
         # until the device shows it (frames lost with a link may never).
         try:
-            self.k.run_until(lambda: self.sim.state()["work_on"],
-                             timeout=self.bound)
-        except HarnessTimeout:
+            wait_until(lambda: self.sim.state()["work_on"],
+                       timeout=self.bound)
+        except WorldTimeout:
             pass
         self.user_session = self.klipper_session = True
         self.intent = None
@@ -243,15 +312,25 @@ class World:
             self.intent = None
 
     def ev_idle_timeout(self):
-        if self.k.is_shutdown():
+        if self._info()["state"] != "ready":
             return  # idle_timeout's timer does nothing while shut down
-        idle = self.k.lookup("idle_timeout")
-        done = self.k.reactor.register_callback(idle.transition_idle_state)
-        self.k.run_until(done.test)
+        # A dwell makes the toolhead busy; idle again, the timeout (0.1 s)
+        # runs Klipper's idle G-code (TURN_OFF_HEATERS).
+        self._gcode(IDLE_NOW)
+
+        def idle():
+            return (self.is_shutdown() or self.k.status(
+                "idle_timeout", ["state"])["state"] == "Idle")
+        wait_until(lambda: not idle(), timeout=5.)
+        wait_until(idle, timeout=10.)
+        self._gcode(IDLE_LATER)
         self.intent = None
 
     def ev_emergency_stop(self):
-        self.k.gcode("M112")
+        try:
+            self.k.api.emergency_stop()
+        except APIError:
+            pass  # already shut down
 
     def ev_restart(self):
         self._restart("RESTART")
@@ -260,7 +339,14 @@ class World:
         self._restart("FIRMWARE_RESTART")
 
     def _restart(self, command):
-        self.k.gcode(command)
+        self._check_stall()
+        self._read_console()
+        try:
+            self.k.restart(command)
+            self.klipper_error = False
+        except StartupError:
+            self.klipper_error = True
+        self._watch_console()
         self.intent = None
         if self.klipper_session:
             # A session Klipper started ends with it
@@ -292,7 +378,7 @@ class World:
         if kind != "on" or self.user_session:
             self.intent = None  # the user took the device over
         self.klipper_session = False
-        if on and not self.k.is_shutdown():
+        if on and not self.is_shutdown():
             self._end_latch()  # a new session, started by the user
 
     def ev_fault(self, name, on):
@@ -300,7 +386,7 @@ class World:
             now = time.monotonic()
             left = self.half_open_since + HIDDEN_PUSH_OUTAGE - now
             if left > 0.:
-                self.k.run(left)
+                time.sleep(left)
         self.sim.set_fault(name, on)
         if name in SILENT_FAULTS and on != (name in self.faults):
             self.half_open_since = time.monotonic()
@@ -328,7 +414,7 @@ class World:
         self.hidden_push |= bool(self.faults & set(SILENT_FAULTS))
 
     def ev_wait(self, seconds):
-        self.k.run(seconds)
+        time.sleep(seconds)
 
     # The oracle
     def _end_latch(self, now=None):
@@ -344,18 +430,19 @@ class World:
         return None
 
     def _observe_klipper(self):
-        if self.k.is_shutdown() and not self.shutdown_seen:
+        info = self._info()
+        if info["state"] == "shutdown" and not self.shutdown_seen:
             self.shutdown_seen = True
             self.intent = None
             self._end_latch()
             self.latches.append(Latch(time.monotonic(),
-                                      self.k.shutdown_message))
+                                      info.get("state_message", "")))
             return True
         return False
 
     def _link_expected(self):
         return (not self.faults and self.sim.state()["online"]
-                and not self.k.stopped)
+                and self.k is not None and not self.klipper_error)
 
     def settle(self, started):
         self._observe_klipper()
@@ -378,9 +465,10 @@ class World:
                 self._fail(problem[0] + " (not converged %.1f s after the"
                            " link was back)" % (self.bound,))
             try:
-                self.k.run_until(converged, timeout=left)
-            except HarnessTimeout:
+                wait_until(converged, timeout=left)
+            except WorldTimeout:
                 pass
+        self._read_console()
         self._check_frames()
         self._check_stall()
 
@@ -396,7 +484,7 @@ class World:
                 return ("rule 3: Klipper shut down (%s) but the device is on"
                         " in mode %d" % (latch.why, mode))
             return None
-        target = self.k.heater("chamber").target_temp
+        target = self.target()
         if on and mode == ALWAYS_ON and not target > 0.:
             return ("rule 1: the device is on in always-on mode with"
                     " Klipper's target %s" % (target,))
@@ -445,14 +533,11 @@ class World:
         return None
 
     def _check_stall(self):
-        stall = self.k.stall
-        if stall.max >= STALL_LIMIT:
-            self._fail("rule 5: %s held the reactor %.1f ms"
-                       % (stall.worst, stall.max * 1000.))
-        # klippy:connect handlers run in Klipper's startup (looser bound)
-        if stall.startup_max >= STARTUP_STALL_LIMIT:
-            self._fail("rule 5: %s held Klipper's startup %.1f ms"
-                       % (stall.startup_worst, stall.startup_max * 1000.))
+        probe = self.k.status("reactor_probe", ["max_late", "worst_at"])
+        if probe["max_late"] >= STALL_LIMIT:
+            self._fail("rule 5: the reactor was held %.1f ms (at reactor"
+                       " time %s)" % (probe["max_late"] * 1000.,
+                                      probe["worst_at"]))
 
     def _fail(self, message):
         text = "%s\n\nevents:\n%s" % (message, format_script(self.script))
