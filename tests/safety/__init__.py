@@ -1,7 +1,7 @@
 """The heater safety rule, checked under generated interleavings.
 
-world.py    the simulator (the real device), Klipper with the module (the
-            harness), the events, and the oracle that checks the rule
+world.py    the simulator (the real device), real Klipper with the module,
+            the events, and the oracle that checks the rule
             against the device's real state after every event
 machine.py  the hypothesis state machine that draws event sequences
 replay.py   replays a recorded event script (what a failure prints)
