@@ -9,7 +9,8 @@
 # WebSocket connection kept alive by a thread that never touches Klipper
 # state) and the Klipper glue (sensor, virtual pin, events, G-code), which
 # runs on the reactor thread only.
-import collections, json, logging, math, os, select, socket, struct
+import collections, json, logging, math, os, select, signal, socket
+import struct
 import threading, time, urllib.parse
 # The link thread's first connect would import the IDNA codec (host names)
 # holding the GIL while Klipper's reactor waits for it: import it here.
@@ -647,10 +648,26 @@ class HeaterPin:
         return self.reactor.NEVER
 
 
+def _handle_terminate(signum, frame):
+    # A service stop ends Klipper with SIGTERM, which runs none of its
+    # disconnect handlers, and the device has no link watchdog: say off
+    # first (bounded by the link's stop), then end as the signal would.
+    try:
+        breath = PandaBreath.current
+        if breath is not None and breath.link is not None:
+            breath._stop_link()
+    finally:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
 class PandaBreath:
+    current = None      # the instance whose link is up in this process
     def __init__(self, config):
         self.printer = printer = config.get_printer()
         self.reactor = printer.get_reactor()
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _handle_terminate)
         if websocket is None:
             raise config.error(
                 "panda_breath needs the websocket-client Python package"
@@ -758,7 +775,12 @@ class PandaBreath:
     def _handle_connect(self):
         self.mcu = self.printer.lookup_object('mcu')
         if self.sensor is None and self.pin is None:
-            self._connect_without_heater()
+            # The community module ran without a heater section too (only
+            # its G-code commands), and owners' configs rely on it.
+            logging.info("panda_breath: no [heater_generic] uses"
+                         " sensor_type panda_breath: running without a"
+                         " Klipper heater")
+            self._start_link()
             return
         if self.sensor is None or self.pin is None:
             raise self.printer.config_error(
@@ -771,10 +793,13 @@ class PandaBreath:
             if handler is not None:
                 # Re-registered as gcode_macro's rename_existing does
                 self.gcode.register_command(name, self._then_check(handler))
+        self._start_link()
+    def _start_link(self):
         self.hold_timer = self.reactor.register_timer(
             self._hold_reading, self.reactor.NOW)
         self.link = DeviceLink(self.url, self._notify, self.options)
         self.link.start()
+        PandaBreath.current = self
     def _handle_shutdown(self):
         self.shutdown = True
         self.unconfirmed_off.add(self.url)
@@ -788,8 +813,11 @@ class PandaBreath:
         self.hold_timer = None
         if self.pin is not None:
             self.reactor.unregister_timer(self.pin.watchdog)
-        if self.link is None:
-            return
+        if PandaBreath.current is self:
+            PandaBreath.current = None
+        if self.link is not None:
+            self._stop_link()
+    def _stop_link(self):
         frames = ()
         if self.connected and (self.owned or self._klipper_mode_on()
                                or self.started):
@@ -1241,15 +1269,6 @@ class PandaBreath:
                           % (self.host, link, state, reading, st['target'],
                              st['reconnects']))
     # Owners of the community module: no heater section, its commands
-    def _connect_without_heater(self):
-        # The community module ran without a heater section too (only its
-        # G-code commands), and owners' configs rely on it.
-        logging.info("panda_breath: no [heater_generic] uses sensor_type"
-                     " panda_breath: running without a Klipper heater")
-        self.hold_timer = self.reactor.register_timer(
-            self._hold_reading, self.reactor.NOW)
-        self.link = DeviceLink(self.url, self._notify, self.options)
-        self.link.start()
     def _heater_target(self):
         if self.heater is None:
             return 0.
