@@ -91,11 +91,17 @@ cmd_test() {
     need_apt libsodium23
     need_moonraker
     cmd_build >/dev/null
-    local rc=0
-    "$PY" -m pytest "$@" || rc=$?
+    local rc=0 start=$SECONDS pytest_s
+    "$PY" -m pytest --junitxml=dist/pytest.xml "$@" || rc=$?
     [ "$rc" -eq 5 ] && die "pytest collected no tests"
     [ "$rc" -eq 0 ] || exit "$rc"
+    pytest_s=$((SECONDS - start))
     bash tests/qemu/run.sh
+    # The figures of this run (dist/test-run.md; PANDA_DOC=1 also puts
+    # them into docs/development.md).
+    "$PY" -m tests.testrun --junit dist/pytest.xml \
+        --pytest-seconds "$pytest_s" \
+        --qemu-seconds "$((SECONDS - start - pytest_s))" ${PANDA_DOC:+--doc}
 }
 
 cmd_sim() {

@@ -6,6 +6,8 @@ import os
 import platform
 import sys
 
+from tests.testrun import put_between
+
 OPS = {"<=": operator.le, "<": operator.lt, "==": operator.eq}
 
 
@@ -149,13 +151,8 @@ DOC_END = "<!-- end of bench report -->"
 
 def update_doc(path, report_md):
     """Put a report.md's text between the markers in the doc at path."""
-    with open(path) as f:
-        text = f.read()
-    start, end = text.index(DOC_BEGIN), text.index(DOC_END)
-    body = report_md.split("\n", 2)[2].strip()  # without its heading
-    with open(path, "w") as f:
-        f.write(text[:start + len(DOC_BEGIN)] + "\n\n" + body + "\n\n"
-                + text[end:])
+    body = report_md.split("\n", 2)[2]  # without its heading
+    put_between(path, DOC_BEGIN, DOC_END, body)
 
 
 def write(out_dir, results, mode, seconds, trees_info=None):
