@@ -92,7 +92,10 @@ cmd_test() {
     need_moonraker
     cmd_build >/dev/null
     local rc=0 start=$SECONDS pytest_s
-    "$PY" -m pytest --junitxml=dist/pytest.xml "$@" || rc=$?
+    # Most tests wait on real Klipper, the simulator and timeouts rather
+    # than on the CPU: several workers share the two cores well.
+    "$PY" -m pytest -n "${PANDA_TEST_WORKERS:-4}" --dist loadfile \
+        --junitxml=dist/pytest.xml "$@" || rc=$?
     [ "$rc" -eq 5 ] && die "pytest collected no tests"
     [ "$rc" -eq 0 ] || exit "$rc"
     pytest_s=$((SECONDS - start))

@@ -4,6 +4,7 @@ The sources are ../shared/klipper/{upstream,u1} (read-only where CI runs),
 or the checkouts named by PANDA_KLIPPER_UPSTREAM / PANDA_KLIPPER_U1.  Each
 copy gets its Linux host MCU (out/klipper.elf) and C helper built, and the
 project's module and the test probe linked into klippy/extras."""
+import fcntl
 import hashlib
 import os
 import pathlib
@@ -63,6 +64,14 @@ def _link(target, link):
 def prepare(name):
     """The built copy of tree `name`: a pathlib.Path, ready to run."""
     src = source(name)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    # Test workers (pytest -n) prepare the same trees at the same time.
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _prepare(name, src)
+
+
+def _prepare(name, src):
     dest = CACHE / name
     stamp = dest / ".built"
     want = _fingerprint(src)
