@@ -43,15 +43,6 @@ def test_target_sends_single_key_frames_and_the_device_heats(printer, sim):
     assert '"work_on": false' in sim.frames[0].text
 
 
-def test_target_above_device_maximum_is_clamped_with_a_warning(printer,
-                                                               sim):
-    p = printer()
-    set_target(p, 65)
-    sim.wait_for(lambda s: s["work_on"] and s["set_temp"] == 60)
-    p.wait_console("sent as 60")
-    assert p.status(HEATER)["target"] == 65
-
-
 @pytest.mark.parametrize("command", [
     "TURN_OFF_HEATERS", "SET_HEATER_TEMPERATURE HEATER=chamber"])
 def test_klipper_off_commands_turn_the_device_off(printer, sim, command):

@@ -76,12 +76,12 @@ def test_lost_readings_stop_the_pin_then_verify_heater_trips(
     """...and the off reaches the device once the link is back."""
     options = dict(FAST, stale_grace=0)
     p = printer(config=quick_verify_heater(sim, options))
-    p.wait_for(lambda: link(p)["temperature"] is not None)
+    p.wait_for(lambda: link(p)["temperature"] is not None, timeout=20)
     # a target the chamber is within verify_heater's hysteresis of
     target = round(sim.state()["sensor_temp"]) + 3
     set_target(p, target)
-    sim.wait_for(lambda s: s["work_on"])
-    p.wait_for(lambda: p.status(HEATER)["power"] > 0)
+    sim.wait_for(lambda s: s["work_on"], timeout=20)
+    p.wait_for(lambda: p.status(HEATER)["power"] > 0, timeout=20)
     sim.set_fault("refuse", True)
     sim.drop_all()
     name = klipper_tree[0]
