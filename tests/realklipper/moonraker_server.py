@@ -35,6 +35,12 @@ enable_moonlight: False
 """
 
 
+# Moonraker's update manager refreshes its own package with a pip dry-run
+# against the package index: tests reach loopback only.
+OFFLINE = dict(os.environ, PIP_NO_INDEX="1",
+               PIP_DISABLE_PIP_VERSION_CHECK="1")
+
+
 def command():
     """The moonraker command, or a skip naming where it was looked for."""
     path = os.environ.get("PANDA_MOONRAKER", str(
@@ -70,7 +76,7 @@ class Moonraker:
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(
                 [self.command, "-d", str(self.data), "-c", str(self.conf),
-                 "-n"], stdout=err,
+                 "-n"], env=OFFLINE, stdout=err,
                 stderr=subprocess.STDOUT, start_new_session=True)
 
     def get(self, path, **query):
