@@ -22,8 +22,8 @@ def layers(xml_path):
     counts = collections.defaultdict(lambda: [0, 0, 0, 0.])
     for case in ET.parse(xml_path).iter("testcase"):
         parts = case.get("classname", "").split(".")
-        layer = parts[1] if len(parts) > 2 and parts[0] == "tests" \
-            else "tests"
+        layer = "tests/%s" % (parts[1],) if len(parts) > 2 \
+            and parts[0] == "tests" else "tests/*.py"
         row = counts[layer]
         row[0] += 1
         row[1] += case.find("skipped") is not None
@@ -36,16 +36,18 @@ def layers(xml_path):
 def render(xml_path, pytest_seconds, qemu_seconds):
     rows = layers(xml_path)
     total = [sum(r[i] for r in rows.values()) for i in range(3)]
-    date = datetime.datetime.now(datetime.timezone.utc).strftime(
-        "%Y-%m-%d %H:%M UTC")
+    suite = ET.parse(xml_path).find(".//testsuite")
+    date = datetime.datetime.fromisoformat(suite.get("timestamp")) \
+        .astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = ["Measured by `./build.sh test` on %s, %d cores:" % (
         date, os.cpu_count()), "",
-        "| Stage | Tests | Skipped | Failed | Time |",
+        "| Stage | Tests | Skipped | Failed | Time (pytest: summed over"
+        " its workers) |",
         "|---|---|---|---|---|"]
     for layer, (tests, skipped, failed, seconds) in rows.items():
-        lines.append("| pytest `tests/%s` | %d | %d | %d | %.0f s |" % (
+        lines.append("| pytest `%s` | %d | %d | %d | %.0f s |" % (
             layer, tests, skipped, failed, seconds))
-    lines.append("| pytest in total | %d | %d | %d | %.1f min |" % (
+    lines.append("| pytest in total (wall) | %d | %d | %d | %.1f min |" % (
         total[0], total[1], total[2], pytest_seconds / 60.))
     if qemu_seconds is not None:
         lines.append("| QEMU stage (`./build.sh qemu`) | | | | %.1f min |"
