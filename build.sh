@@ -93,8 +93,8 @@ cmd_test() {
     cmd_build >/dev/null
     local rc=0 start=$SECONDS pytest_s
     # Most tests wait on real Klipper, the simulator and timeouts rather
-    # than on the CPU: several workers share the two cores well.
-    "$PY" -m pytest -n "${PANDA_TEST_WORKERS:-4}" --dist loadfile \
+    # than on the CPU: three workers share the two cores well.
+    "$PY" -m pytest -n "${PANDA_TEST_WORKERS:-3}" --dist loadfile \
         --junitxml=dist/pytest.xml "$@" || rc=$?
     [ "$rc" -eq 5 ] && die "pytest collected no tests"
     [ "$rc" -eq 0 ] || exit "$rc"

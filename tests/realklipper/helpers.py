@@ -49,7 +49,7 @@ def refused(p, sim, script, words):
     sim.clear_frames()
     with pytest.raises(APIError, match=words):
         p.gcode(script)
-    assert writes(sim) == []
+    assert writes(sim) == [], writes(sim)
 
 
 def bind(sim, port):

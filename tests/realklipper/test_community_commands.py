@@ -63,6 +63,9 @@ def test_dry_start_takes_the_community_defaults_and_fits_the_temperature(
         " 60)" in out
     set_target(p, 40)
     sim.wait_for(lambda s: s["work_on"] and s["work_mode"] == 2)
+    # the device's own push about the ended drying reaches the module too
+    p.wait_for(lambda: link(p)["session"] is None
+               and link(p)["work_mode"] == "always-on")
     refused(p, sim, "PANDA_BREATH_DRY_START TEMP=50 HOURS=2",
             "HEATER=chamber TARGET=0")
 
