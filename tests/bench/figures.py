@@ -22,7 +22,7 @@ import time
 
 from chamber import FAST, chamber_config
 from realklipper.conftest import STALL_LIMIT
-from realklipper.printer import Printer
+from realklipper.printer import Printer, tracebacks
 
 from simulator import Simulator
 
@@ -62,9 +62,9 @@ def klipper(tree, config, probe=True, env=None):
         printer.stop()
         log = printer.log() + printer.stderr()
         shutil.rmtree(workdir, ignore_errors=True)
-        if "Traceback" in log:
+        if tracebacks(log):
             logging.error("klippy (%s) wrote a traceback:\n%s", name,
-                          log[-3000:])
+                          "\n".join(tracebacks(log)))
 
 
 def connected(p):

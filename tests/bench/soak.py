@@ -18,7 +18,7 @@ import traceback
 from chamber import chamber_config
 from realklipper import trees
 from realklipper.conftest import STALL_LIMIT
-from realklipper.printer import Printer
+from realklipper.printer import Printer, tracebacks
 
 from .procs import SimProcess, proc_footprint
 
@@ -212,8 +212,9 @@ def main(minutes, out):
     except Exception:
         failures.append(traceback.format_exc())
     sim.stop()
-    if "Traceback" in log:
-        failures.append("klippy.log has a traceback:\n" + log[-3000:])
+    if tracebacks(log):
+        failures.append("klippy.log has a traceback:\n"
+                        + "\n".join(tracebacks(log)))
     growth = None if warm is None or end is None else end[0] - warm[0]
     if not failures and warm is not None:
         if growth > MEMORY_SLACK:

@@ -8,7 +8,7 @@ from chamber import FAST, chamber_config
 from moonraker_endpoint import MoonrakerEndpoint
 from pkgtools import run_cli
 from realklipper import trees
-from realklipper.printer import Printer
+from realklipper.printer import Printer, tracebacks
 
 from simulator import Simulator
 
@@ -148,4 +148,4 @@ def test_klipper_follows_the_binding_through_the_reboot(sim, moonraker,
         sim.wait_for(lambda s: not s["work_on"])  # Klipper's session ended
     finally:
         p.stop()
-    assert "Traceback" not in p.log()
+    assert not tracebacks(p.log()), tracebacks(p.log())

@@ -8,7 +8,7 @@ import threading
 import pytest
 from pkgtools import CLI, run_cli
 from realklipper import trees
-from realklipper.printer import Printer
+from realklipper.printer import Printer, tracebacks
 from websockets.sync.server import serve
 
 from simulator import Simulator
@@ -317,7 +317,7 @@ def test_written_config_loads_in_klipper_and_heats(sim, config_dir,
         sim.wait_for(lambda s: not s["work_on"])
     finally:
         p.stop()
-    assert "Traceback" not in p.log()
+    assert not tracebacks(p.log()), tracebacks(p.log())
 
 
 @pytest.mark.parametrize("oem,debug,baked,warned", [

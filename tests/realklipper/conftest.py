@@ -10,7 +10,7 @@ from chamber import FAST, chamber_config
 from moonraker_endpoint import MoonrakerEndpoint
 
 from realklipper import trees
-from realklipper.printer import Printer
+from realklipper.printer import Printer, tracebacks
 from simulator import Simulator
 
 # Lateness of a 10 ms reactor timer (tests/realklipper/extras/
@@ -60,8 +60,8 @@ def check_printer(p):
     if p.api is not None and not p.api.closed.is_set():
         probe = p.status("reactor_probe")
     p.stop()
-    assert "Traceback" not in p.log(), p.log()[-3000:]
-    assert "Traceback" not in p.stderr(), p.stderr()[-3000:]
+    assert not tracebacks(p.log()), tracebacks(p.log())
+    assert not tracebacks(p.stderr()), tracebacks(p.stderr())
     if probe is not None:
         assert probe["max_late"] < STALL_LIMIT, probe
 

@@ -15,7 +15,7 @@ from chamber import FAST, chamber_config
 from package import wheel
 from realklipper import trees
 from realklipper.moonraker_server import Moonraker
-from realklipper.printer import Printer
+from realklipper.printer import Printer, tracebacks
 
 HEATER = "heater_generic chamber"
 ROOT = trees.ROOT
@@ -99,7 +99,7 @@ def test_installed_tree_heats_and_uninstalls_cleanly(home, sim):
         sim.wait_for(lambda s: not s["work_on"])
     finally:
         p.stop()
-    assert "Traceback" not in p.log()
+    assert not tracebacks(p.log()), tracebacks(p.log())
     assert "panda_breath" not in p.cfg.read_text()
     try:
         p.start()
