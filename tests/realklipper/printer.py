@@ -90,7 +90,10 @@ class Printer:
                 self.wrap + [
                     sys.executable, str(self.tree / "klippy" / "klippy.py"),
                     str(self.cfg), "-a", str(self.sock),
-                    "-l", str(self.run / "klippy.log")],
+                    "-l", str(self.run / "klippy.log"),
+                    # not the default /tmp/printer, which parallel
+                    # klippys (or a real one) would fight over
+                    "-I", str(self.run / "printer")],
                 cwd=self.run, stdout=err, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True)
         return self.wait_ready(timeout) if ready else None
