@@ -430,7 +430,8 @@ class DeviceServer:
 
     async def _come_back(self, delay):
         await asyncio.sleep(delay)
-        self.device.boot()
+        # Listening first: a device seen online takes connections.
         if not self.faults["refuse"]:
             await self._listen()
+        self.device.boot()
         log.info("device up (boot %d)", self.device.boot_count)
