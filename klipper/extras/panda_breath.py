@@ -21,8 +21,9 @@ try:
 except ImportError:
     websocket = None
 
-REPORT_TIME = 0.5       # the device pushes a reading about every 500 ms
-SILENCE = 3 * REPORT_TIME
+PUSH_TIME = 0.5         # the device pushes a reading about every 500 ms
+REPORT_TIME = 2 * PUSH_TIME     # Klipper hears an unchanged reading this often
+SILENCE = 3 * PUSH_TIME
 # Klipper has no target-change event: the target is looked at after each
 # of these commands, and with every reading for changes made elsewhere.
 TARGET_COMMANDS = ('SET_HEATER_TEMPERATURE', 'TURN_OFF_HEATERS')
@@ -59,12 +60,15 @@ def _reject_constant(name):
     raise ProtocolError("non-finite number %s" % (name,))
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def decode_frame(text):
     """Parse one device frame into a dict, or raise ProtocolError."""
     if len(text) > MAX_FRAME:
         raise ProtocolError("frame of %d bytes is too large" % (len(text),))
     try:
-        msg = json.loads(text, parse_constant=_reject_constant)
+        msg = _DECODER.decode(text)
     except (ValueError, RecursionError) as e:
         raise ProtocolError(
             "malformed JSON (%s)" % (type(e).__name__,)) from None
@@ -279,6 +283,7 @@ class DeviceLink:
         self.final = []         # frames handed to close()
         self.closing = False
         self.sock = None        # the socket being connected or served
+        self.repeated = None    # (reading, time) last handed on
         self.up_time = None
         self.lock = threading.Lock()
         self.wake_r, self.wake_w = os.pipe()
@@ -454,13 +459,18 @@ class DeviceLink:
             pass
         self._drop_socket()
     def _flush(self, ws):
+        if not self.outbox:
+            return
         ws.settimeout(self.options.send_timeout)
         while self.outbox:
             ws.send(self.outbox.popleft())
+        ws.settimeout(self.options.link_timeout)
     def _serve(self, ws):
         opts = self.options
         sock = ws.sock
         established = False
+        self.repeated = None
+        ws.settimeout(opts.link_timeout)
         start = last_rx = last_ping = last_text = time.monotonic()
         second, frames = start, 0
         while True:
@@ -489,7 +499,6 @@ class DeviceLink:
                 self._drain_wake()
             if sock not in readable:
                 continue
-            ws.settimeout(opts.link_timeout)
             if self._frame_too_large(ws):
                 raise LinkDown("frame over %d bytes from the device"
                                % (MAX_FRAME,))
@@ -549,8 +558,22 @@ class DeviceLink:
         if not established and is_state_update(settings):
             self._emit('up', settings)
             return True
-        if settings:
+        if settings and not self._repeats(settings, rx_time):
             self._emit('update', settings, rx_time)
+        return False
+    def _repeats(self, settings, rx_time):
+        # The device pushes its whole-degree reading twice a second,
+        # changed or not.  Klipper hears each change at once and the
+        # same degree about once per REPORT_TIME: half the reactor's
+        # wake-ups of a steady chamber.
+        if list(settings) != ['warehouse_temper']:
+            self.repeated = None
+            return False
+        temp = settings['warehouse_temper']
+        if (self.repeated is not None and self.repeated[0] == temp
+                and rx_time - self.repeated[1] < REPORT_TIME - PUSH_TIME / 2):
+            return True
+        self.repeated = (temp, rx_time)
         return False
 
 

@@ -73,6 +73,22 @@ def test_link_reports_snapshot_then_readings(sim, link_to):
     assert update[0]["warehouse_temper"] == round(sim.state()["sensor_temp"])
 
 
+def test_an_unchanged_reading_is_news_once_a_second_a_change_at_once(
+        sim, link_to, pb):
+    link, events = link_to(sim)
+    events.wait("update", where=lambda a: "warehouse_temper" in a[0])
+    before = events.count("update")
+    time.sleep(2.0)     # about 20 pushes of the same ambient degree
+    repeats = events.count("update") - before
+    least = pb.REPORT_TIME - pb.PUSH_TIME / 2
+    assert 1 <= repeats <= 2.0 / least + 1, repeats
+    sim.send(json.dumps({"settings": {"warehouse_temper": 33}}))
+    events.wait("update", where=lambda a: a[0] == {"warehouse_temper": 33})
+    # a throttle that let one reading a second through would have lost it
+    update = events.wait("update")
+    assert update[0]["warehouse_temper"] == round(sim.state()["sensor_temp"])
+
+
 def test_frames_sent_from_another_thread_reach_the_device(sim, link_to):
     link, events = link_to(sim)
     events.wait("up")
