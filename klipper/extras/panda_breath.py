@@ -283,7 +283,7 @@ class DeviceLink:
         self.final = []         # frames handed to close()
         self.closing = False
         self.sock = None        # the socket being connected or served
-        self.repeated = None    # (reading, time) last handed on
+        self.repeated = None    # (frame, time) of the last reading handed on
         self.up_time = None
         self.lock = threading.Lock()
         self.wake_r, self.wake_w = os.pipe()
@@ -541,10 +541,20 @@ class DeviceLink:
             buf.recv_length()
         return buf.length > MAX_FRAME
     def _receive(self, data, rx_time, established):
-        if isinstance(data, bytes):
-            data = data.decode('utf-8', 'replace')
+        # The device pushes its whole-degree reading twice a second,
+        # changed or not.  Klipper hears each change at once and the same
+        # frame again about once per REPORT_TIME: half the reactor's
+        # wake-ups of a steady chamber, and no parsing of the other half.
+        repeated = self.repeated
+        if (repeated is not None and data == repeated[0]
+                and rx_time - repeated[1] < REPORT_TIME - PUSH_TIME / 2):
+            return False
+        self.repeated = None
+        text = data
+        if isinstance(text, bytes):
+            text = text.decode('utf-8', 'replace')
         try:
-            msg = decode_frame(data)
+            msg = decode_frame(text)
         except ProtocolError as e:
             self._emit('error', 'frame', str(e))
             return False
@@ -558,22 +568,11 @@ class DeviceLink:
         if not established and is_state_update(settings):
             self._emit('up', settings)
             return True
-        if settings and not self._repeats(settings, rx_time):
+        if settings:
+            if (established and not rejected and len(settings) == 1
+                    and reading_of(settings) is not None):
+                self.repeated = (data, rx_time)
             self._emit('update', settings, rx_time)
-        return False
-    def _repeats(self, settings, rx_time):
-        # The device pushes its whole-degree reading twice a second,
-        # changed or not.  Klipper hears each change at once and the
-        # same degree about once per REPORT_TIME: half the reactor's
-        # wake-ups of a steady chamber.
-        if list(settings) != ['warehouse_temper']:
-            self.repeated = None
-            return False
-        temp = settings['warehouse_temper']
-        if (self.repeated is not None and self.repeated[0] == temp
-                and rx_time - self.repeated[1] < REPORT_TIME - PUSH_TIME / 2):
-            return True
-        self.repeated = (temp, rx_time)
         return False
 
 
