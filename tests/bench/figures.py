@@ -425,6 +425,9 @@ def silence_detection(sim, fault, is_connected, wait_until):
     return took
 
 
+STABLE_LINK = 10.   # the module's STABLE_LINK_TIME
+
+
 def reconnects(tree, reboot_delays, silent_samples):
     sim = quiet_sim(push_interval=0.5)
     watch = BootWatch()
@@ -448,7 +451,9 @@ def reconnects(tree, reboot_delays, silent_samples):
             p.gcode(HEAT % 40)
             sim.wait_for(lambda s: s["work_on"], timeout=5)
             for delay in reboot_delays:
-                time.sleep(0.5 + random.random())
+                # A reboot of a working link: one lost sooner after it
+                # came up is flapping, which the module backs off from.
+                time.sleep(STABLE_LINK + 0.5 + random.random())
                 booted = len(watch.times)
                 sim.reboot(delay)
                 got = wait_until(functools.partial(reasserted, booted),
