@@ -62,9 +62,10 @@ def klipper(tree, config, probe=True, env=None):
         printer.stop()
         log = printer.log() + printer.stderr()
         shutil.rmtree(workdir, ignore_errors=True)
-        if tracebacks(log):
+        found = tracebacks(log)
+        if found:
             logging.error("klippy (%s) wrote a traceback:\n%s", name,
-                          "\n".join(tracebacks(log)))
+                          "\n".join(found))
 
 
 def connected(p):

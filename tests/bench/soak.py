@@ -212,9 +212,9 @@ def main(minutes, out):
     except Exception:
         failures.append(traceback.format_exc())
     sim.stop()
-    if tracebacks(log):
-        failures.append("klippy.log has a traceback:\n"
-                        + "\n".join(tracebacks(log)))
+    found = tracebacks(log)
+    if found:
+        failures.append("klippy.log has a traceback:\n" + "\n".join(found))
     growth = None if warm is None or end is None else end[0] - warm[0]
     if not failures and warm is not None:
         if growth > MEMORY_SLACK:

@@ -68,15 +68,3 @@ def test_bad_arguments_get_a_message_not_a_traceback(tmp_path):
     assert "bench: error: --soak" in run.stderr
     assert "Traceback" not in run.stderr
 
-
-def test_reboots_come_after_the_modules_flapping_window():
-    """The reboot figure measures a working link's reboot, not flapping."""
-    import importlib.util
-
-    from bench import figures
-    spec = importlib.util.spec_from_file_location(
-        "panda_breath_for_bench", os.path.join(
-            ROOT, "klipper", "extras", "panda_breath.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert figures.STABLE_LINK == module.STABLE_LINK_TIME

@@ -265,3 +265,9 @@ def test_frames_handed_to_close_while_the_link_is_down_are_sent(pb, sim):
     sim.press(work_on=True, work_mode=2)
     assert link.stop(['{"settings": {"work_on": false}}'])
     assert not sim.state()["work_on"]
+
+
+def test_the_bench_reboots_a_link_past_its_flapping_window(pb):
+    """The bench's reboot figure measures a working link, not flapping."""
+    from bench import figures
+    assert figures.STABLE_LINK == pb.STABLE_LINK_TIME
