@@ -193,7 +193,10 @@ def test_rule5_faults_and_restarts_stay_under_the_stall_limit(world):
                   ("bad_frame", "oversized"), ("wait", 0.3)]:
         world.step(*event)
     probe = world.k.status("reactor_probe")
-    assert 0. < probe["max_late"] < STALL_LIMIT
+    # the module's own time in its callbacks, measured and below the limit
+    assert probe["instrumented"] and probe["module_calls"] > 0
+    assert 0. < probe["module_hold_max"] < STALL_LIMIT, \
+        probe["module_hold_worst"]
     assert probe["samples"] > 100
 
 

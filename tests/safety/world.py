@@ -30,7 +30,7 @@ import time
 from chamber import FAST, chamber_config
 from realklipper import trees
 from realklipper.api import APIError
-from realklipper.conftest import STALL_LIMIT
+from realklipper.conftest import HOLD_FIELDS, stall_problem
 from realklipper.printer import Printer, StartupError
 
 from simulator import Simulator
@@ -533,11 +533,9 @@ class World:
         return None
 
     def _check_stall(self):
-        probe = self.k.status("reactor_probe", ["max_late", "worst_at"])
-        if probe["max_late"] >= STALL_LIMIT:
-            self._fail("rule 5: the reactor was held %.1f ms (at reactor"
-                       " time %s)" % (probe["max_late"] * 1000.,
-                                      probe["worst_at"]))
+        problem = stall_problem(self.k.status("reactor_probe", HOLD_FIELDS))
+        if problem is not None:
+            self._fail("rule 5: %s" % (problem,))
 
     def _fail(self, message):
         text = "%s\n\nevents:\n%s" % (message, format_script(self.script))
