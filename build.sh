@@ -16,6 +16,19 @@ PY="$VENV/bin/python"
 say() { printf '%s\n' "$*" >&2; }
 die() { say "build.sh: $*"; exit 1; }
 
+# No process outlives a test run: every process it starts carries the
+# run's token (tests/leaks.py); whatever still runs when the run ends,
+# however it ends, is killed, named, and fails the run.
+leftover_guard() {
+    local token="build-$$-$RANDOM$RANDOM"
+    export PANDA_TEST_RUN="${PANDA_TEST_RUN:+$PANDA_TEST_RUN }$token"
+    # shellcheck disable=SC2064  # the token is fixed now
+    trap "rc=\$?; python3 '$ROOT/tests/leaks.py' '$token' './build.sh $1' \
+        || { [ \$rc -ne 0 ] || rc=1; }; exit \$rc" EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
 # Install Debian packages that are missing (root or passwordless sudo).
 need_apt() {
     local missing=() p
@@ -83,6 +96,7 @@ cmd_build() {
 }
 
 cmd_test() {
+    leftover_guard test
     need_venv
     # Maintainer and overlay scripts are also run under BusyBox ash, the
     # shell of the U1 and of the QEMU guest.
@@ -113,6 +127,7 @@ cmd_sim() {
 }
 
 cmd_qemu() {
+    leftover_guard qemu
     need_venv
     cmd_build >/dev/null
     bash tests/qemu/run.sh "$@"

@@ -82,7 +82,16 @@ class Printer:
     # Processes
     def start(self, timeout=60.0, ready=True):
         """Start the MCU and klippy; wait for 'ready' (raise StartupError
-        with Klipper's message if it ends in another state)."""
+        with Klipper's message if it ends in another state).  If the
+        start fails, both are stopped before it raises: a Klipper that
+        refused to start leaves no process behind (its logs stay)."""
+        try:
+            return self._start(timeout, ready)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout, ready):
         self._start_mcu()
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         with open(self.stderr_path, "ab") as err:
