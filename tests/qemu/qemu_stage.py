@@ -30,6 +30,7 @@ import re
 import secrets
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -618,6 +619,20 @@ class Boot:
         return self.rc == 0
 
 
+def with_stage():
+    """A preexec_fn that kills the child when the stage ends, however it
+    ends, even by SIGKILL (Linux's parent-death signal)."""
+    stage = os.getpid()
+
+    def preexec():
+        import ctypes
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+        if os.getppid() != stage:   # the stage ended before the prctl
+            os._exit(1)
+    return preexec
+
+
 def boot(kernel, initrd, log_path, timeout, nonce=None, echo=False,
          memory=1024, forwards=None):
     """Boot the guest, keep its console in log_path and return a Boot.
@@ -642,7 +657,8 @@ def boot(kernel, initrd, log_path, timeout, nonce=None, echo=False,
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT)
+                                    stderr=subprocess.STDOUT,
+                                    preexec_fn=with_stage())
         except OSError as e:
             raise StageError(f"cannot start {cmd[0]}: {e.strerror}") from e
         buf, shown = b"", False
@@ -750,7 +766,7 @@ def host_device(log_path):
         proc = subprocess.Popen([python, HERE / "host_device.py"],
                                 stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=log,
-                                text=True)
+                                text=True, preexec_fn=with_stage())
         try:
             ready, _, _ = select.select([proc.stdout], [], [], 60)
             words = proc.stdout.readline().split() if ready else []
@@ -817,6 +833,10 @@ def main(argv=None):
             print(f"deb [signed-by={keyring()}] {uri} {suite} main")
         return 0
     t0 = time.monotonic()
+    # A stop (a test's timeout, Ctrl-C's SIGTERM from a runner) unwinds:
+    # QEMU and the simulator are stopped on the way out.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
     try:
         CACHE.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:

@@ -7,7 +7,9 @@ import re
 import secrets
 import shutil
 import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -85,6 +87,47 @@ def test_scenario_without_packages_names_what_is_missing(tmp_path,
     assert "panda-breath_*.ipk" in str(e.value)
     assert "panda-breath-overlay-*.tar.gz" in str(e.value)
     assert "python3-websocket" not in str(e.value)
+
+
+# --- what the stage starts ends with it ---------------------------------------
+
+STAGE_CHILD = """\
+import subprocess, sys, time
+sys.path.insert(0, sys.argv[1])
+import qemu_stage
+child = subprocess.Popen(["sleep", "300"], preexec_fn=qemu_stage.with_stage())
+print(child.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def running(pid):
+    try:
+        stat = Path("/proc/%d/stat" % (pid,)).read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def test_qemu_and_the_simulator_end_with_a_killed_stage():
+    # QEMU and the simulator are started with with_stage(): a stage that
+    # is killed outright (a test's timeout) takes them with it.
+    stage = subprocess.Popen(
+        [sys.executable, "-c", STAGE_CHILD, str(ROOT / "tests" / "qemu")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(stage.stdout.readline())
+        assert running(child)
+        stage.kill()
+        stage.wait()
+        deadline = time.monotonic() + 10
+        while running(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not running(child)
+    finally:
+        stage.kill()
+        stage.wait()
+        stage.stdout.close()
 
 
 # --- the stage with tiny payloads ---------------------------------------------

@@ -4,6 +4,7 @@ of a Printer's API socket, with a moonraker.conf that install.sh may
 extend before it starts."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -37,8 +38,7 @@ enable_moonlight: False
 
 # Moonraker's update manager refreshes its own package with a pip dry-run
 # against the package index: tests reach loopback only.
-OFFLINE = dict(os.environ, PIP_NO_INDEX="1",
-               PIP_DISABLE_PIP_VERSION_CHECK="1")
+OFFLINE = dict(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
 
 
 def command():
@@ -76,7 +76,7 @@ class Moonraker:
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(
                 [self.command, "-d", str(self.data), "-c", str(self.conf),
-                 "-n"], env=OFFLINE, stdout=err,
+                 "-n"], env=dict(os.environ, **OFFLINE), stdout=err,
                 stderr=subprocess.STDOUT, start_new_session=True)
 
     def get(self, path, **query):
@@ -119,9 +119,11 @@ class Moonraker:
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            # it and anything it started, in its own session (its group
+            # id stays its own until it is reaped)
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)

@@ -186,7 +186,9 @@ class Printer:
         for proc in (self.klippy, self.mcu):
             if proc is None or proc.poll() is not None:
                 continue
-            proc.send_signal(signal.SIGTERM)
+            # it and anything it started, in its own session (its group
+            # id stays its own until it is reaped)
+            os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:

@@ -21,7 +21,10 @@ def start(*args, stdin=subprocess.PIPE):
         cwd=ROOT, stdin=stdin, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     banner = proc.stdout.readline()
-    assert "simulator on ws://" in banner, proc.stderr.read()
+    if "simulator on ws://" not in banner:
+        proc.kill()     # nothing outlives a failed start
+        _, err = proc.communicate()
+        raise AssertionError("simulator did not start: %s" % (err,))
     return proc, banner.split(" on ")[1].split()[0]
 
 
