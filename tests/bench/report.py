@@ -18,14 +18,24 @@ def percentile(values, fraction):
     return ordered[int(rank) - 1]
 
 
+# A p99 needs this many samples to be one; fewer give no verdict.
+P99_SAMPLES = 100
+
+
 class Figure:
     """One measured figure: its samples and, optionally, a target.
 
     The target applies to one statistic of the samples: 'p99', 'max' or
-    'total' (the value measured over the whole run, given as total)."""
+    'total' (the value measured over the whole run, given as total).
+    kind is 'timing' (depends on the machine's speed and load) or
+    'correctness' (must hold on any machine: a leaked fd or thread).
+    unjudged, when given, says why the run cannot judge the target (too
+    short to measure it); such a figure is reported without a verdict,
+    as is a p99 of fewer than P99_SAMPLES samples."""
 
     def __init__(self, key, title, unit, samples, stat=None, op=None,
-                 limit=None, total=None, note=""):
+                 limit=None, total=None, note="", kind="timing",
+                 unjudged=None):
         self.key = key
         self.title = title
         self.unit = unit
@@ -33,6 +43,12 @@ class Figure:
         self.stat, self.op, self.limit = stat, op, limit
         self.total = total
         self.note = note
+        self.kind = kind
+        if unjudged is None and stat == "p99" \
+                and len(self.samples) < P99_SAMPLES:
+            unjudged = "a p99 of %d samples (judged from %d)" % (
+                len(self.samples), P99_SAMPLES)
+        self.unjudged = unjudged if stat is not None else None
 
     def stats(self):
         if not self.samples:
@@ -52,7 +68,9 @@ class Figure:
         return "%s %s %s" % (self.stat, self.op, fmt(self.limit))
 
     def met(self):
-        if self.stat is None:
+        """True or False against the target; None without a target or
+        when the run cannot judge it (unjudged)."""
+        if self.stat is None or self.unjudged:
             return None
         value = self.value()
         return value is not None and OPS[self.op](value, self.limit)
@@ -61,7 +79,8 @@ class Figure:
         return dict(key=self.key, title=self.title, unit=self.unit,
                     samples=len(self.samples), **self.stats(),
                     total=self.total, target=self.target_text() or None,
-                    met=self.met(), note=self.note or None)
+                    met=self.met(), kind=self.kind,
+                    not_judged=self.unjudged, note=self.note or None)
 
 
 def fmt(value):
@@ -120,8 +139,12 @@ def table(results):
                 for t in trees}
         verdicts = {t: g.met() for t, g in mine.items() if g is not None}
         missed = [t for t, ok in verdicts.items() if ok is False]
+        unjudged = [t for t, g in mine.items()
+                    if g is not None and g.unjudged]
         if missed:
             met = "MISSED (%s)" % (", ".join(missed),)
+        elif unjudged:
+            met = "not judged"
         elif any(ok for ok in verdicts.values()):
             met = "yes"
         else:
@@ -167,12 +190,18 @@ def write(out_dir, results, mode, seconds, trees_info=None):
                 t: [f.as_dict() for f in figures]
                 for t, figures in results.items()},
             "klipper": trees_info or {},
-            "all_met": all(f.met() is not False for f in everything)}
+            "all_met": all(f.met() is not False for f in everything),
+            "correct": all(f.met() is not False for f in everything
+                           if f.kind == "correctness"),
+            "not_judged": sorted({f.key for f in everything
+                                  if f.unjudged})}
     with open(os.path.join(out_dir, "report.json"), "w") as f:
         json.dump(data, f, indent=2)
         f.write("\n")
-    notes = ["- %s (%s): %s" % (f.title, t, f.note)
-             for t, figures in results.items() for f in figures if f.note]
+    notes = ["- %s (%s): %s" % (f.title, t, "; ".join(
+        n for n in (f.note, f.unjudged and "not judged: " + f.unjudged)
+        if n)) for t, figures in results.items() for f in figures
+        if f.note or f.unjudged]
     md = ["# Panda Breath module benchmark", "",
           "%s, %s run in %.0f s on %s (%d cores, %s), Python %s, load %.2f;"
           " real Klipper: %s" % (
