@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import qemu_stage
 from qemu_stage import ROOT, StageError, parse_result, result_tag
+from realklipper.edited import without_method
 
 from package.build import build
 
@@ -219,17 +220,6 @@ def test_hung_guest_hits_the_timeout(guest_image, tmp_path):
 
 
 # --- the shipped scenario on the U1's own Klipper -----------------------------
-
-def without_method(source, name):
-    """source with every method called name cut out."""
-    lines = source.splitlines(keepends=True)
-    cuts = [(node.lineno, node.end_lineno)
-            for node in ast.walk(ast.parse(source))
-            if isinstance(node, ast.FunctionDef) and node.name == name]
-    for start, end in sorted(cuts, reverse=True):
-        del lines[start - 1:end]
-    return "".join(lines)
-
 
 def packages_from(tmp_path, edit):
     """dist/ built from a copy of the project's sources with the module
