@@ -362,7 +362,10 @@ class ReactorProbe:
             status = getattr(obj, "get_status", None)
             if status is not None and not getattr(
                     status, "_probe_timed", False) and is_module_code(status):
-                obj.get_status = self._timed(status)
+                try:
+                    obj.get_status = self._timed(status)
+                except AttributeError:  # __slots__: calls go untimed
+                    pass
 
     def _connect(self):
         self._time_status()
