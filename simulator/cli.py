@@ -32,6 +32,7 @@ HELP = """commands:
   power_cycle [SECONDS]         power off for SECONDS, then on
   press KEY=VALUE ...           panel change, e.g. press work_on=true
   ambient CELSIUS               room temperature
+  flash                         flash writes so far, by key
   frames [N]                    the last N frames received (default 10)
   help                          this text
   quit                          stop the simulator"""
@@ -195,6 +196,8 @@ def run_command(sim, line, out):
         except ValueError:
             raise UsageError(f"not a temperature: {args[0]!r}") from None
         sim.set_ambient(celsius)
+    elif cmd == "flash":
+        print(flash_line(sim.state()), file=out)
     elif cmd == "frames":
         count = int(args[0]) if args and args[0].isdigit() else 10
         for frame in sim.frames[-count:]:
@@ -203,6 +206,15 @@ def run_command(sim, line, out):
     else:
         raise UsageError(f"unknown command {cmd!r} (type help)")
     return True
+
+
+def flash_line(state):
+    """'flash writes: 4 (set_temp 2, work_mode 1, work_on 1)'."""
+    by_key = sorted(state["flash_writes_by_key"].items(),
+                    key=lambda kv: (-kv[1], kv[0]))
+    detail = ", ".join(f"{key} {count}" for key, count in by_key)
+    return f"flash writes: {state['flash_writes']}" + (
+        f" ({detail})" if detail else "")
 
 
 def send(sim, args):
@@ -280,6 +292,7 @@ def main(argv=None, stdin=None, out=None):
                              daemon=True).start()
         while not stop.wait(0.2):
             pass
+        print(flash_line(sim.state()), file=out, flush=True)
     finally:
         sim.stop()
     return 0

@@ -39,6 +39,7 @@ STATUS_PAGE = """<!doctype html>
 <title>Panda Breath simulator</title>
 <h1>Panda Breath simulator</h1>
 <p>Firmware {fw}. WebSocket at <code>/ws</code>; {clients} client(s).</p>
+<p>Flash writes: {flash_writes}.</p>
 """
 
 
@@ -264,7 +265,8 @@ class DeviceServer:
         if path == "/":
             response = conn.respond(http.HTTPStatus.OK, STATUS_PAGE.format(
                 fw=self.device.profile.fw_version,
-                clients=self.client_count()))
+                clients=self.client_count(),
+                flash_writes=self.device.nvs.writes))
             response.headers["Content-Type"] = "text/html; charset=utf-8"
             return response
         if path != "/ws":

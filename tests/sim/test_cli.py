@@ -179,6 +179,17 @@ def test_console_bad_commands_get_a_message_and_carry_on(running):
     assert code == 0 and "Traceback" not in log
 
 
+def test_console_and_exit_report_flash_writes(running):
+    proc, _ = running()
+    assert "flash writes: 0\n" in command(proc, "flash")
+    command(proc, "press set_temp=50 work_on=false")
+    line = "flash writes: 2 (set_temp 1, work_on 1)\n"
+    assert line in command(proc, "flash")
+    assert "flash_writes: 2\n" in command(proc, "state")
+    code, _ = finish(proc)
+    assert code == 0 and proc.stdout.read() == line
+
+
 def test_fault_flags_apply_at_start(running):
     proc, url = running("--fault", "http_status=500", "--fault",
                         "sensor=open")
