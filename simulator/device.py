@@ -282,6 +282,7 @@ class Device:
             "target": self.target,
             "sensor_temp": self.thermal.sensor,
             "chamber_temp": self.thermal.chamber,
+            "chamber_heat": self.thermal.extra_watts,
             "ptc_temp": self.thermal.ptc,
             "reading": int(self.chamber_reading()),
             "ambient": self.thermal.ambient,
