@@ -157,11 +157,14 @@ LAYERS = {
 
 class Unavailable(Exception):
     """A real part none of the sources provides; the message is one line
-    naming the layers that need it and how to provide it."""
+    naming the layers that need it and how to provide it; `short` says
+    the same without the layers (for the bench, which PANDA_SKIP does not
+    concern)."""
 
-    def __init__(self, message, part=None):
+    def __init__(self, message, part=None, short=None):
         super().__init__(message)
         self.part = part
+        self.short = short or message
 
 
 class BadSkip(Exception):
@@ -182,7 +185,7 @@ def git_ok(*args, cwd=None, timeout=600):
 def last_line(text):
     """The line of a tool's output that says what went wrong."""
     lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    for line in reversed(lines):
+    for line in lines:
         if line.lower().startswith(("fatal:", "error:")):
             return line
     return lines[-1] if lines else "no output"
@@ -282,8 +285,11 @@ class Parts:
                 "it" if len(layers) == 1 else "them", ",".join(skips))
         else:
             whose = skip = ""
+        short = "%s unavailable: %s; set %s to %s" % (
+            part.title, reason, part.var, part.what)
         return Unavailable("%s unavailable%s: %s; set %s to %s%s" % (
-            part.title, whose, reason, part.var, part.what, skip), name)
+            part.title, whose, reason, part.var, part.what, skip), name,
+            short)
 
     # --- finding and fetching ---------------------------------------------
 

@@ -105,7 +105,7 @@ def main(argv=None):
         status = bench(args.quick, args.out, args.reconnects, args.tree)
     except trees.TreeMissing as e:
         # A real Klipper tree none of its sources has: one line.
-        print("bench: error: %s" % (e,), file=sys.stderr)
+        print("bench: error: %s" % (e.short,), file=sys.stderr)
         return 2
     if args.doc and status in (0, 1):
         with open(os.path.join(args.out, "report.md")) as f:

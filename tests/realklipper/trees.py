@@ -33,7 +33,7 @@ def source(name):
     try:
         return realparts.parts().locate("klipper-" + name).path
     except realparts.Unavailable as e:
-        raise TreeMissing(str(e), e.part) from None
+        raise TreeMissing(str(e), e.part, e.short) from None
 
 
 def need(layer, name):

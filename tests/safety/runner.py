@@ -194,7 +194,7 @@ if __name__ == "__main__":
         try:
             sys.exit(main(sys.argv[1]))
         except realparts.Unavailable as e:
-            print("safety: error: %s" % (e,), file=sys.stderr)
+            print("safety: error: %s" % (e.short,), file=sys.stderr)
             sys.exit(2)
     print("usage: python -m tests.safety.runner N_EXAMPLES")
     sys.exit(2)
