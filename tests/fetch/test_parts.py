@@ -135,3 +135,9 @@ def test_a_test_whose_part_is_missing_fails_with_one_line(tmp_path,
         "the real opkg (x86_64) unavailable for opkg: PANDA_OPKG=%s is not"
         " an opkg-lede binary; set PANDA_OPKG to an opkg-lede binary, or"
         " skip it with PANDA_SKIP=opkg" % (tmp_path / "no-opkg",))
+
+
+def test_the_docs_name_the_pinned_commits():
+    text = (realparts.ROOT / "docs" / "development.md").read_text()
+    for repo in realparts.REPOS.values():
+        assert "`%s`" % (repo.ref[:8],) in text, repo.url
