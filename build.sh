@@ -34,16 +34,18 @@ need_apt() {
     say "installing Debian packages: ${missing[*]}"
     # Try the lists the host already has; refresh only if that fails, and
     # then only the host's Debian archives, never third-party sources.
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+    # Wait for another apt (other work on the machine) rather than fail.
+    local wait=(-o DPkg::Lock::Timeout=600)
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get "${wait[@]}" install -y -qq \
         --no-install-recommends "${missing[@]}" >/dev/null 2>&1 && return 0
     local tmp
     tmp=$(mktemp -d)
     mkdir "$tmp/parts"
     python3 tests/qemu/qemu_stage.py --debian-sources >"$tmp/sources.list"
-    $sudo apt-get update -qq -o Dir::Etc::SourceList="$tmp/sources.list" \
+    $sudo apt-get "${wait[@]}" update -qq -o Dir::Etc::SourceList="$tmp/sources.list" \
         -o Dir::Etc::SourceParts="$tmp/parts" -o APT::Get::List-Cleanup=false
     rm -rf "$tmp"
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get "${wait[@]}" install -y -qq \
         --no-install-recommends "${missing[@]}" >/dev/null
 }
 
