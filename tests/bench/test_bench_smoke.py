@@ -17,6 +17,7 @@ FIGURES = {
     "stall_half_open", "stall_flood", "reconnect", "silent_link",
     "cpu_alone", "cpu_idle", "cpu_ratio", "rss_growth", "fd_change",
     "thread_change"}
+pytestmark = pytest.mark.usefixtures("bench_klipper")
 # Measured once the simulator has its "mute" fault (pushes stop while
 # pings are answered).
 OPTIONAL = {"silent_link_mute"}
