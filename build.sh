@@ -2,6 +2,7 @@
 # panda-breath: the one entry point.
 #   ./build.sh            build dist/ (both .ipk, the feed, the overlay tarball)
 #   ./build.sh test       run every test (pytest, then the aarch64 QEMU stage)
+#   ./build.sh parts      fetch or build the real parts the tests run
 #   ./build.sh sim ...    run the Panda Breath simulator in the foreground
 #   ./build.sh qemu       boot the packages in an aarch64 guest and test them
 #   ./build.sh bench ...  measure what the module costs Klipper
@@ -46,16 +47,18 @@ need_apt() {
     say "installing Debian packages: ${missing[*]}"
     # Try the lists the host already has; refresh only if that fails, and
     # then only the host's Debian archives, never third-party sources.
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+    # Wait for another apt (other work on the machine) rather than fail.
+    local wait=(-o DPkg::Lock::Timeout=600)
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get "${wait[@]}" install -y -qq \
         --no-install-recommends "${missing[@]}" >/dev/null 2>&1 && return 0
     local tmp
     tmp=$(mktemp -d)
     mkdir "$tmp/parts"
     python3 tests/qemu/qemu_stage.py --debian-sources >"$tmp/sources.list"
-    $sudo apt-get update -qq -o Dir::Etc::SourceList="$tmp/sources.list" \
+    $sudo apt-get "${wait[@]}" update -qq -o Dir::Etc::SourceList="$tmp/sources.list" \
         -o Dir::Etc::SourceParts="$tmp/parts" -o APT::Get::List-Cleanup=false
     rm -rf "$tmp"
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get "${wait[@]}" install -y -qq \
         --no-install-recommends "${missing[@]}" >/dev/null
 }
 
@@ -76,18 +79,18 @@ need_venv() {
     echo "$want" >"$stamp"
 }
 
-# Real Moonraker, for the check of what Fluidd and Mainsail see, in a venv
-# of its own: its pins are not the project's.
-need_moonraker() {
-    local dir="$ROOT/.cache/moonraker" req=tests/realklipper/moonraker-requirements.txt
-    local stamp="$dir/.requirements.sha256" want
-    want=$(sha256sum "$req" | cut -d' ' -f1)
-    [ -x "$dir/bin/moonraker" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
-    say "setting up $dir"
-    rm -rf "$dir"
-    python3 -m venv "$dir"
-    "$dir/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
-    echo "$want" >"$stamp"
+# The real parts the test layers need (tests/realparts.py): Klipper
+# (upstream and the U1 fork), opkg (x86_64 and aarch64) and Moonraker, from
+# the PANDA_* variables, ../shared, or fetched and built into .cache at the
+# pinned commits.  One line for each that cannot be had, and exit 1;
+# PANDA_SKIP=<layer>,... skips layers (and so their parts) on purpose.
+cmd_parts() {
+    need_venv
+    local debs
+    debs=$("$PY" -m tests.realparts debs) || exit 2
+    # shellcheck disable=SC2086  # a list of package names
+    [ -z "$debs" ] || need_apt $debs
+    "$PY" -m tests.realparts prepare "$@" || exit 1
 }
 
 cmd_build() {
@@ -101,10 +104,9 @@ cmd_test() {
     # Maintainer and overlay scripts are also run under BusyBox ash, the
     # shell of the U1 and of the QEMU guest.
     need_apt busybox gcc make libc6-dev
-    # Moonraker's authorization (libnacl) loads libsodium.
-    need_apt libsodium23
-    need_moonraker
+    cmd_parts
     cmd_build >/dev/null
+    rm -f dist/qemu/parts.json
     local rc=0 start=$SECONDS pytest_s
     # Most tests wait on real Klipper, the simulator and timeouts rather
     # than on the CPU: three workers share the two cores well.
@@ -135,6 +137,13 @@ cmd_qemu() {
 
 cmd_bench() {
     need_venv
+    # What fetching the Klipper trees needs, when they are not there yet
+    # (the bench fetches them as the tests do, tests/realparts.py).
+    local debs
+    debs=$("$PY" -m tests.realparts debs --part klipper-upstream \
+        --part klipper-u1) || exit 2
+    # shellcheck disable=SC2086  # a list of package names
+    [ -z "$debs" ] || need_apt $debs
     exec "$PY" -m tests.bench "$@"
 }
 
@@ -142,10 +151,11 @@ main() {
     case "${1:-build}" in
         build) shift || true; cmd_build "$@" ;;
         test) shift; cmd_test "$@" ;;
+        parts) shift; cmd_parts "$@" ;;
         sim) shift; cmd_sim "$@" ;;
         qemu) shift; cmd_qemu "$@" ;;
         bench) shift; cmd_bench "$@" ;;
-        -h|--help|help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
+        -h|--help|help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
         *) die "unknown command '$1' (try: ./build.sh help)" ;;
     esac
 }

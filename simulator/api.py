@@ -4,9 +4,11 @@ Every method is thread-safe: it runs on the loop and returns once done.
 """
 
 import asyncio
+import math
 import threading
 import time
 
+from .chamber_file import ChamberFile
 from .device import Device
 from .nvs import Nvs
 from .profiles import DEFAULT_FIRMWARE, get_profile
@@ -26,6 +28,8 @@ WRONG_TYPES = (
     '{"settings":{"work_on":"1","isrunning":"yes","set_temp":{}}}',
 )
 MALFORMED = '{"settings":{"warehouse_temper":4'
+CHAMBER_RANGE = (-40.0, 200.0)  # C, set_chamber()
+HEAT_RANGE = (-1000.0, 1000.0)  # W, set_chamber_heat()
 
 
 def check_options(firmware, port, speed, ambient, max_clients, reboot_delay,
@@ -50,16 +54,20 @@ class Simulator:
     def __init__(self, firmware=DEFAULT_FIRMWARE, host="127.0.0.1", port=0,
                  speed=1.0, ambient=25.0, max_clients=7, reboot_delay=3.0,
                  push_interval=0.5, snapshot_with_handshake=False,
-                 nvs_path=None, mqtt_aliases=False):
+                 nvs_path=None, mqtt_aliases=False, chamber_file=None):
         check_options(firmware, port, speed, ambient, max_clients,
                       reboot_delay, push_interval)
         self.device = Device(get_profile(firmware), ambient=ambient,
                              nvs=Nvs(nvs_path), mqtt_aliases=mqtt_aliases)
+        # written (at ambient) from here on, so Klipper can open it early
+        self.chamber_file = None if chamber_file is None else ChamberFile(
+            chamber_file, self.device.thermal.chamber)
         self.server = DeviceServer(
             self.device, host=host, port=port, speed=speed,
             max_clients=max_clients, reboot_delay=reboot_delay,
             push_interval=push_interval,
-            snapshot_with_handshake=snapshot_with_handshake)
+            snapshot_with_handshake=snapshot_with_handshake,
+            chamber_file=self.chamber_file)
         self.host = host
         self._loop = None
         self._thread = None
@@ -74,6 +82,8 @@ class Simulator:
             target=loop.run_forever, name="panda-breath-sim", daemon=True)
         self._thread.start()
         self._loop = loop
+        if self.chamber_file is not None:
+            self.chamber_file.open(self.device.thermal.chamber)
         try:
             self._run(self.server.start())
         except BaseException:
@@ -83,15 +93,18 @@ class Simulator:
 
     def stop(self):
         loop, self._loop = self._loop, None
-        if loop is None:
-            return
         try:
-            asyncio.run_coroutine_threadsafe(
-                self.server.stop(), loop).result(10)
+            if loop is not None:
+                try:
+                    asyncio.run_coroutine_threadsafe(
+                        self.server.stop(), loop).result(10)
+                finally:
+                    loop.call_soon_threadsafe(loop.stop)
+                    self._thread.join(10)
+                    loop.close()
         finally:
-            loop.call_soon_threadsafe(loop.stop)
-            self._thread.join(10)
-            loop.close()
+            if self.chamber_file is not None:
+                self.chamber_file.close()
 
     def __enter__(self):
         return self.start()
@@ -126,6 +139,9 @@ class Simulator:
             state = self.device.state()
             state["clients"] = self.server.client_count()
             state["faults"] = dict(self.server.faults)
+            cf = self.chamber_file
+            state["chamber_file"] = None if cf is None else cf.path
+            state["chamber_file_fault"] = None if cf is None else cf.fault
             return state
         return self._call(read)
 
@@ -226,3 +242,49 @@ class Simulator:
         def apply():
             self.device.thermal.ambient = float(celsius)
         self._call(apply)
+
+    # -- the chamber -------------------------------------------------------
+
+    def set_chamber(self, celsius):
+        """Put the chamber air at celsius now (the model carries on from
+        there); the chamber file shows it at once unless faulted."""
+        value = _number(celsius, *CHAMBER_RANGE, "chamber temperature", "C")
+
+        def apply():
+            self.device.thermal.chamber = value
+            self._write_chamber_file(force=True)
+        self._call(apply)
+
+    def set_chamber_heat(self, watts):
+        """Extra heat into the chamber air (the printer's bed, a hot
+        neighbour; negative: an open door), on top of the device's."""
+        value = _number(watts, *HEAT_RANGE, "chamber heat", "W")
+
+        def apply():
+            self.device.thermal.extra_watts = value
+        self._call(apply)
+
+    def chamber_file_fault(self, kind):
+        """"freeze": the file stops changing; "garbage": a non-number is
+        written once (Klipper's temperature_host then stops for good);
+        None: numbers again."""
+        if self.chamber_file is None:
+            raise ValueError("no chamber file (chamber_file=, "
+                             "--chamber-file)")
+
+        def apply():
+            self.chamber_file.set_fault(
+                kind, self.device.thermal.chamber, time.monotonic())
+        self._call(apply)
+
+    def _write_chamber_file(self, force=False):
+        if self.chamber_file is not None:
+            self.chamber_file.update(self.device.thermal.chamber,
+                                     time.monotonic(), force=force)
+
+
+def _number(value, low, high, what, unit):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"{what} must be a number {low:g}..{high:g} {unit}")
+    return float(value)

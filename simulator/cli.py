@@ -18,13 +18,16 @@ from .profiles import DEFAULT_FIRMWARE, PROFILES
 
 PROG = "simulator"
 FAULT_FLAGS = ("half_open", "mute", "refuse", "no_upgrade", "http_status=CODE",
-               "slow_handshake=SECONDS", "sensor=open|short", "swap_leads")
+               "slow_handshake=SECONDS", "sensor=open|short", "swap_leads",
+               "chamber_file=freeze|garbage")
 HELP = """commands:
   state                         the device's internal state
   fault half_open|mute|refuse|no_upgrade|swap_leads on|off
   fault http_status 404|500|off
   fault slow_handshake SECONDS  (0 = off)
   fault sensor open|short|off   thermistor fault (auto-off push)
+  fault chamber_file freeze|garbage|off
+                                the chamber file stops / holds a non-number
   send malformed|binary|fragmented|wrong_types
   send oversized [BYTES]        (default 1 MiB)
   drop                          drop every connection
@@ -32,6 +35,9 @@ HELP = """commands:
   power_cycle [SECONDS]         power off for SECONDS, then on
   press KEY=VALUE ...           panel change, e.g. press work_on=true
   ambient CELSIUS               room temperature
+  chamber CELSIUS               put the chamber air at CELSIUS now
+  chamber_heat WATTS            extra heat into the chamber (0 = none)
+  flash                         flash writes so far, by key
   frames [N]                    the last N frames received (default 10)
   help                          this text
   quit                          stop the simulator"""
@@ -71,6 +77,9 @@ def build_parser():
                    help="JSON file that keeps the settings across runs")
     p.add_argument("--mqtt-aliases", action="store_true",
                    help="1.0.4 only: accept the MQTT key aliases")
+    p.add_argument("--chamber-file", metavar="PATH",
+                   help="write the chamber air temperature there, in "
+                   "millidegrees (for Klipper's temperature_host)")
     p.add_argument("--fault", action="append", default=[],
                    metavar="NAME[=VALUE]",
                    help="start with a fault: " + ", ".join(FAULT_FLAGS))
@@ -94,6 +103,10 @@ def parse_fault(text):
     if name == "sensor":
         if value not in ("open", "short", "off"):
             raise UsageError("sensor fault is open, short or off")
+        return name, None if value == "off" else value
+    if name == "chamber_file":
+        if value not in ("freeze", "garbage", "off"):
+            raise UsageError("chamber_file fault is freeze, garbage or off")
         return name, None if value == "off" else value
     raise UsageError(f"unknown fault {name!r} (faults: "
                      + ", ".join(FAULT_FLAGS) + ")")
@@ -133,6 +146,8 @@ def parse_seconds(value, name="seconds"):
 def apply_fault(sim, name, value):
     if name == "sensor":
         sim.sensor_fault(value)
+    elif name == "chamber_file":
+        sim.chamber_file_fault(value)
     elif name == "swap_leads":
         sim.swap_leads(value)
     else:
@@ -195,6 +210,20 @@ def run_command(sim, line, out):
         except ValueError:
             raise UsageError(f"not a temperature: {args[0]!r}") from None
         sim.set_ambient(celsius)
+    elif cmd in ("chamber", "chamber_heat"):
+        unit = "CELSIUS" if cmd == "chamber" else "WATTS"
+        if len(args) != 1:
+            raise UsageError(f"usage: {cmd} {unit}")
+        try:
+            value = float(args[0])
+        except ValueError:
+            raise UsageError(f"not a number: {args[0]!r}") from None
+        if cmd == "chamber":
+            sim.set_chamber(value)
+        else:
+            sim.set_chamber_heat(value)
+    elif cmd == "flash":
+        print(flash_line(sim.state()), file=out)
     elif cmd == "frames":
         count = int(args[0]) if args and args[0].isdigit() else 10
         for frame in sim.frames[-count:]:
@@ -203,6 +232,15 @@ def run_command(sim, line, out):
     else:
         raise UsageError(f"unknown command {cmd!r} (type help)")
     return True
+
+
+def flash_line(state):
+    """'flash writes: 4 (set_temp 2, work_mode 1, work_on 1)'."""
+    by_key = sorted(state["flash_writes_by_key"].items(),
+                    key=lambda kv: (-kv[1], kv[0]))
+    detail = ", ".join(f"{key} {count}" for key, count in by_key)
+    return f"flash writes: {state['flash_writes']}" + (
+        f" ({detail})" if detail else "")
 
 
 def send(sim, args):
@@ -242,13 +280,17 @@ def main(argv=None, stdin=None, out=None):
     try:
         args = build_parser().parse_args(argv)
         faults = [parse_fault(f) for f in args.fault]
+        if not args.chamber_file and any(
+                name == "chamber_file" for name, _ in faults):
+            raise UsageError("the chamber_file fault needs --chamber-file")
         sim = Simulator(
             firmware=args.firmware, host=args.host, port=args.port,
             speed=args.speed, ambient=args.ambient,
             max_clients=args.max_clients, reboot_delay=args.reboot_delay,
             push_interval=args.push_interval,
             snapshot_with_handshake=args.snapshot_with_handshake,
-            nvs_path=args.nvs, mqtt_aliases=args.mqtt_aliases)
+            nvs_path=args.nvs, mqtt_aliases=args.mqtt_aliases,
+            chamber_file=args.chamber_file)
     except (UsageError, ValueError, OSError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
@@ -275,11 +317,15 @@ def main(argv=None, stdin=None, out=None):
                 return 2
         print(f"Panda Breath {sim.device.profile.fw_version} simulator on "
               f"{sim.url} (type help)", file=out, flush=True)
+        if args.chamber_file:
+            logging.getLogger("simulator").info(
+                "chamber air in %s (millidegrees)", args.chamber_file)
         if not args.no_console:
             threading.Thread(target=console, args=(sim, stop, stdin, out),
                              daemon=True).start()
         while not stop.wait(0.2):
             pass
+        print(flash_line(sim.state()), file=out, flush=True)
     finally:
         sim.stop()
     return 0

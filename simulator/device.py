@@ -120,8 +120,10 @@ class Device:
         self.relay = self.fan = self.heat_request = False
         self.isrunning = 0
 
-    def _save(self):
-        self.nvs.save(self.settings)
+    def _save(self, key):
+        """One NVS write (a flash write), as the firmware makes for every
+        saved key it is given, changed or not."""
+        self.nvs.save(self.settings, key)
 
     # -- time ------------------------------------------------------------
 
@@ -148,7 +150,7 @@ class Device:
 
     def _fault_off(self):
         self.settings["work_on"] = False
-        self._save()
+        self._save("work_on")
         self.relay = self.fan = self.heat_request = False
         self.outbox.append(("broadcast", {"settings": dict(
             self.settings_block(),
@@ -280,6 +282,7 @@ class Device:
             "target": self.target,
             "sensor_temp": self.thermal.sensor,
             "chamber_temp": self.thermal.chamber,
+            "chamber_heat": self.thermal.extra_watts,
             "ptc_temp": self.thermal.ptc,
             "reading": int(self.chamber_reading()),
             "ambient": self.thermal.ambient,
@@ -289,6 +292,8 @@ class Device:
             "online": self.online,
             "boot_count": self.boot_count,
             "clock": self.clock_ms / 1000.0,
+            "flash_writes": self.nvs.writes,
+            "flash_writes_by_key": dict(self.nvs.writes_by_key),
         }
 
     # -- writes ----------------------------------------------------------
@@ -333,19 +338,19 @@ class Device:
         if key == "work_on":
             if isinstance(value, bool):
                 s["work_on"] = value
-                self._save()
+                self._save(key)
             return False
         if key == "language":
             if value in ("en", "zh"):
                 s["language"] = value
-                self._save()
+                self._save(key)
             return False
         if not is_number(value):
             return False
         if key == "factory_reset":
             if value == 0:
                 return False
-            self.nvs.erase()
+            self.nvs.erase(key)
             self.settings = factory_settings(self.profile)
             return self._respond_and_reboot("factory_reset")
         if key == "reset":
@@ -358,7 +363,7 @@ class Device:
                 return False
             s["printer_type"] = int(value)
             s["printer"] = {}
-            self._save()
+            self._save(key)
             return self._respond_and_reboot("printer_type")
         if key == "isrunning":
             self._set_running(value != 0)
@@ -367,25 +372,25 @@ class Device:
         if key == "work_mode":
             if byte != 0:
                 s["work_mode"] = byte
-                self._save()
+                self._save(key)
         elif key in ("set_temp", "temp"):
             s["set_temp"] = byte
-            self._save()
+            self._save(key)
         elif key == "filtertemp":
             s["filtertemp"] = byte
-            self._save()
+            self._save(key)
         elif key == "hotbedtemp":
             if value != 0:
                 s["hotbedtemp"] = byte
-                self._save()
+                self._save(key)
         elif key == "filament_temp":
             s["filament_temp"] = byte
-            self._save()
+            self._save(key)
             if not self.profile.has("filament_drying_mode"):
                 self.drying_temp = byte  # V1.0.0 dries at the custom values
         elif key == "filament_timer":
             s["filament_timer"] = byte
-            self._save()
+            self._save(key)
             if not self.profile.has("filament_drying_mode"):
                 self.drying_hours = byte
             self.remaining_ms = byte * 3600 * 1000
@@ -424,7 +429,7 @@ class Device:
         if self.profile.klipper and is_number(
                 frame.get("disconnect")) and frame["disconnect"] != 0:
             s["printer"] = {}
-            self._save()
+            self._save("printer")
             self._printer_state(UNBOUND)
             return
         name = frame.get("name")
@@ -443,7 +448,7 @@ class Device:
                 return
             binding[key] = stored(value, 16) if kind is int else value
         s["printer"] = binding
-        self._save()
+        self._save("printer")
         self.link.bind(binding)
         self._printer_state(self.link.state)
 

@@ -1,5 +1,10 @@
-"""The device's non-volatile storage: a dict, optionally mirrored to JSON."""
+"""The device's non-volatile storage: a dict, optionally mirrored to JSON.
 
+It counts its flash writes: every save (one per saved key the device is
+given, changed or not) and every erase, in total and by key.
+"""
+
+import collections
 import json
 import logging
 import os
@@ -11,6 +16,8 @@ class Nvs:
     def __init__(self, path=None):
         self.path = path
         self._data = None
+        self.writes = 0  # flash writes since the simulator started
+        self.writes_by_key = collections.Counter()
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise ValueError(f"{path}: no such directory")
         if path and os.path.exists(path):
@@ -28,7 +35,13 @@ class Nvs:
         return None if self._data is None else json.loads(
             json.dumps(self._data))
 
-    def save(self, data):
+    def _count(self, key):
+        self.writes += 1
+        self.writes_by_key[key or "?"] += 1
+
+    def save(self, data, key=None):
+        """Store data; key names the setting that caused the write."""
+        self._count(key)
         self._data = json.loads(json.dumps(data))
         if self.path:
             tmp = self.path + ".tmp"
@@ -39,7 +52,8 @@ class Nvs:
             except OSError as e:
                 log.warning("cannot write NVS file %s: %s", self.path, e)
 
-    def erase(self):
+    def erase(self, key=None):
+        self._count(key)
         self._data = None
         if self.path and os.path.exists(self.path):
             os.remove(self.path)

@@ -39,6 +39,7 @@ STATUS_PAGE = """<!doctype html>
 <title>Panda Breath simulator</title>
 <h1>Panda Breath simulator</h1>
 <p>Firmware {fw}. WebSocket at <code>/ws</code>; {clients} client(s).</p>
+<p>Flash writes: {flash_writes}.</p>
 """
 
 
@@ -152,8 +153,9 @@ class DeviceConnection(ServerConnection):
 class DeviceServer:
     def __init__(self, device, host="127.0.0.1", port=0, speed=1.0,
                  max_clients=7, reboot_delay=3.0, push_interval=0.5,
-                 snapshot_with_handshake=False):
+                 snapshot_with_handshake=False, chamber_file=None):
         self.device = device
+        self.chamber_file = chamber_file  # a ChamberFile, or None
         self.host = host
         self.port = port
         self.speed = speed
@@ -264,7 +266,8 @@ class DeviceServer:
         if path == "/":
             response = conn.respond(http.HTTPStatus.OK, STATUS_PAGE.format(
                 fw=self.device.profile.fw_version,
-                clients=self.client_count()))
+                clients=self.client_count(),
+                flash_writes=self.device.nvs.writes))
             response.headers["Content-Type"] = "text/html; charset=utf-8"
             return response
         if path != "/ws":
@@ -339,6 +342,8 @@ class DeviceServer:
             except Exception:  # a simulator bug: say so, keep time going
                 log.exception("device model failed")
             last = now
+            if self.chamber_file is not None:
+                self.chamber_file.update(self.device.thermal.chamber, now)
             self.flush()
 
     async def _push(self):

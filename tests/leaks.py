@@ -132,7 +132,7 @@ def report(left, what):
     return "\n".join(lines)
 
 
-# pytest hooks, imported by tests/conftest.py
+# pytest hooks, used by tests/conftest.py (or as a plugin: -p leaks)
 
 try:
     import pytest
@@ -141,11 +141,16 @@ except ImportError:     # build.sh's trap: the plain functions only
 
 _session = {}
 
+def configure(config):
+    """At pytest_configure: this session's token joins the chain."""
+    worker = hasattr(config, "workerinput")
+    _session["token"] = new_token("worker" if worker else "pytest")
+    join(_session["token"])
+
+
 if pytest is not None:
-    def pytest_configure(config):
-        worker = hasattr(config, "workerinput")
-        _session["token"] = new_token("worker" if worker else "pytest")
-        join(_session["token"])
+    def pytest_configure(config):   # as a plugin: pytest -p leaks
+        configure(config)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(item, nextitem):

@@ -3,13 +3,19 @@
 build.sh passes pytest's JUnit XML and the seconds each stage took; this
 writes dist/test-run.md and, with --doc, puts its table into
 docs/development.md between the markers, so no test count or duration
-in the docs is typed by hand."""
+in the docs is typed by hand.  Below the table: the layers skipped on
+purpose (PANDA_SKIP), and the real parts the run used with their
+versions, as tests/realparts.py finds them and as the QEMU stage
+recorded them (dist/qemu/parts.json)."""
 import argparse
 import collections
 import datetime
+import json
 import os
 import sys
 import xml.etree.ElementTree as ET
+
+from tests import realparts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "docs", "development.md")
@@ -57,6 +63,42 @@ def render(xml_path, pytest_seconds, qemu_seconds):
     return "\n".join(lines) + "\n"
 
 
+def parts_used(parts, qemu):
+    """The run's skips and real parts as markdown: parts is a
+    realparts.Parts, qemu what the QEMU stage recorded (or None)."""
+    skipped = ", ".join("`%s`" % (s,) for s in parts.skip) or "none"
+    lines = ["Layers skipped on purpose (`PANDA_SKIP`): %s." % (skipped,),
+             "", "Real parts the run used:", "",
+             "| Part | Version | From |", "|---|---|---|"]
+    described = {d["part"]: d for d in map(parts.describe, parts.needed())
+                 if d}
+    for d in (qemu or {}).get("parts", ()):
+        described[d["part"]] = d    # what the stage itself ran
+    for d in described.values():
+        lines.append("| %s | %s | %s |" % (
+            d["title"][0].upper() + d["title"][1:], d["version"],
+            d["origin"]))
+    if qemu and "kernel" in qemu:
+        lines.append("| Guest kernel (QEMU stage) | %s %s | Debian"
+                     " bookworm arm64 |" % (qemu["kernel"]["package"],
+                                            qemu["kernel"]["version"]))
+        lines.append("| Debian arm64 packages (QEMU stage) | %s | Debian"
+                     " bookworm arm64 |" % (", ".join(
+                         "%s %s" % kv for kv in sorted(
+                             qemu["debian_arm64"].items())),))
+    elif qemu and "qemu" in qemu.get("skipped", ()):
+        lines.append("| QEMU stage | skipped on purpose | |")
+    return "\n".join(lines) + "\n"
+
+
+def read_qemu(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def put_between(path, begin, end, body):
     """Replace the text between two marker lines of the file at path."""
     with open(path) as f:
@@ -74,8 +116,19 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join(ROOT, "dist",
                                                  "test-run.md"))
     p.add_argument("--doc", action="store_true")
+    p.add_argument("--qemu-parts", default=os.path.join(
+        ROOT, "dist", "qemu", "parts.json"),
+        help="what the QEMU stage recorded it ran")
     args = p.parse_args(argv)
-    body = render(args.junit, args.pytest_seconds, args.qemu_seconds)
+    try:
+        parts = realparts.Parts()
+    except realparts.BadSkip as e:
+        print(e, file=sys.stderr)
+        return 2
+    used = parts_used(parts, read_qemu(args.qemu_parts))
+    body = render(args.junit, args.pytest_seconds, args.qemu_seconds) \
+        + "\n" + used
+    print(used, file=sys.stderr)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         f.write("# Test run\n\n" + body)

@@ -5,12 +5,14 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 #
 # The device regulates its own 300 W heater; Klipper owns the target.  The
-# file has three parts: the device protocol (pure functions), the link (one
+# file has five parts: the device protocol (pure functions), the link (one
 # WebSocket connection kept alive by a thread that never touches Klipper
-# state) and the Klipper glue (sensor, virtual pin, events, G-code), which
-# runs on the reactor thread only.
-import collections, json, logging, math, os, select, signal, socket
-import struct
+# state), the policy (one pure function deciding what the device is
+# told), the Klipper glue (sensor, virtual pin, events, status) and the
+# device modes (drying, auto, the community module's commands).  The glue
+# and the modes run on the reactor thread only.
+import collections, ipaddress, json, logging, math, os, re, select
+import signal, socket, struct
 import threading, time, urllib.parse
 # The link thread's first connect would import the IDNA codec (host names)
 # holding the GIL while Klipper's reactor waits for it: import it here.
@@ -139,6 +141,30 @@ def device_temp(target):
     """The whole-degree set_temp for a Klipper target, clamped to what
     the device UI allows (the firmware stores a uint8 and would wrap)."""
     return max(0, min(DEVICE_MAX_TEMP, int(round(target))))
+
+
+_HOST_NAME = re.compile(
+    r'^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?$')
+
+
+def host_problem(host):
+    """Why host cannot be the device's address, or None.  The device
+    speaks IPv4 only."""
+    if any(c in host for c in '/@?#') or '://' in host:
+        return ("is not an address: give the bare IP address or host name,"
+                " without scheme, port or path, for example 192.168.1.50")
+    if ':' in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return ("is not an address: give the bare IP address or host"
+                    " name, without scheme, port or path; a port goes in"
+                    " 'port'")
+        return ("is an IPv6 address: the Panda Breath and this module use"
+                " IPv4; give its IPv4 address")
+    if not _HOST_NAME.match(host) or '..' in host:
+        return "is not an IP address or host name"
+    return None
 
 
 def heat_frames(set_temp, fw_version=None):
@@ -608,6 +634,492 @@ def describe_error(e, stage):
 
 
 ######################################################################
+# Policy: what the device is told
+######################################################################
+
+# decide() is the only place that chooses what the device is told.  It
+# is pure: Klipper's wish, the device's last report, what the module
+# remembers and one event in; the frames, the console lines and the new
+# memory out.  Each decision names the row of TABLE it followed.
+
+class Wish(collections.namedtuple(
+        'Wish', 'target setpoint shutdown expired', defaults=(
+            0., 0, False, False))):
+    """Klipper's chamber target, the whole-degree set_temp that serves
+    it on the device, and whether Klipper shut down or stopped
+    refreshing its heater pin."""
+    __slots__ = ()
+    @property
+    def heat(self):
+        return self.target > 0. and not (self.shutdown or self.expired)
+
+
+class Memory(collections.namedtuple(
+        'Memory', 'control session inherited off_due drying sent', defaults=(
+            None, None, False, False, False, {}))):
+    """What the module remembers beyond the device's report.
+
+    control: 'heat' once Klipper's target was sent, 'yielded' once the
+    owner took the device while Klipper had a target; session: the
+    drying or auto session this Klipper started; inherited: one that an
+    earlier Klipper started may still run; off_due: a shutdown's off the
+    device has not confirmed; drying: a drying cycle is known to run;
+    sent: settings written since the device last reported them."""
+    __slots__ = ()
+
+
+class Event(collections.namedtuple('Event', 'kind settings params',
+                                   defaults=({}, {}))):
+    """kind is one of EVENTS; settings are a push's reported settings;
+    params are a mode command's parameters."""
+    __slots__ = ()
+
+
+Decision = collections.namedtuple(
+    'Decision', 'rule told frames messages memory refused')
+
+EVENTS = {
+    'set': "Klipper's chamber target is set (any value, the same again"
+           " too)",
+    'wish': "Klipper's heater pin expires or is refreshed again, or the"
+            " chamber loop moves the setpoint",
+    'snapshot': "the link comes up and the device reports all its"
+                " settings",
+    'push': "the device announces new settings (a panel press, the end of"
+            " drying, a sensor fault)",
+    'down': "the link is lost",
+    'shutdown': "Klipper shuts down",
+    'stop': "Klipper restarts or stops",
+    'dry': "`PANDA_BREATH_DRY`",
+    'dry_stop': "`PANDA_BREATH_DRY_STOP`",
+    'auto': "`PANDA_BREATH_AUTO`",
+    'auto_off': "`PANDA_BREATH_AUTO ENABLE=0`",
+    'release': "`panda-breath disable` (Klipper runs without the module)",
+    'unbind': "`panda-breath unbind`",
+}
+TOLD = {
+    None: "nothing",
+    'heat': "always-on mode, the setpoint, on",
+    'setpoint': "the new setpoint only",
+    'off': "off",
+    'dry': "the drying cycle, on",
+    'dry_stop': "stop drying, off",
+    'auto': "auto mode with its thresholds, on",
+}
+# (rule, event, when, told): docs/safety.md shows this table, and a test
+# holds every decision to its row.
+TABLE = (
+    ('shutdown', 'shutdown', "the link is up", 'off'),
+    ('shutdown-later', 'shutdown',
+     "the link is down: the off is due at the next snapshot, also after"
+     " a RESTART", None),
+    ('set-later', 'set', "the link is down: the snapshot applies it",
+     None),
+    ('set-heat', 'set',
+     "the target is above 0 (it ends a drying or auto session and takes"
+     " the device back from its owner)", 'heat'),
+    ('set-off', 'set',
+     "the target is 0, and the device heats for Klipper or is on in"
+     " always-on mode", 'off'),
+    ('set-leave', 'set',
+     "the target is 0, and the device is off or runs a drying or auto"
+     " session", None),
+    ('wish-setpoint', 'wish',
+     "Klipper heats the device, which is on in always-on mode at another"
+     " setpoint", 'setpoint'),
+    ('wish-heat', 'wish',
+     "Klipper heats the device, which is off or in another mode (its pin"
+     " is refreshed again)", 'heat'),
+    ('wish-off', 'wish',
+     "Klipper's target stands but its heater pin expired, and the device"
+     " may heat", 'off'),
+    ('wish-same', 'wish',
+     "anything else (the device already does it, or is not Klipper's)",
+     None),
+    ('snapshot-off-due', 'snapshot',
+     "Klipper is shut down, or a shutdown's off is unconfirmed and no"
+     " target was set since, and the device is on", 'off'),
+    ('snapshot-heat', 'snapshot',
+     "the target is above 0 and Klipper heats the device (the owner has"
+     " not taken it since the target was set)", 'heat'),
+    ('snapshot-yielded', 'snapshot',
+     "the target is above 0 but the owner took the device after it was"
+     " set", None),
+    ('snapshot-no-target', 'snapshot',
+     "there is no target and the device is on in always-on mode", 'off'),
+    ('snapshot-outlived', 'snapshot',
+     "the device runs the drying or auto session an earlier Klipper"
+     " started", 'off'),
+    ('snapshot-leave', 'snapshot',
+     "anything else (off, or a session started on the device)", None),
+    ('push-shutdown', 'push', "Klipper is shut down and the device is on",
+     'off'),
+    ('push-no-target', 'push',
+     "the device is on in always-on mode with no target", 'off'),
+    ('push-yield', 'push',
+     "Klipper heats the device, which is now off or in another mode: the"
+     " module lets go until the target is set again", None),
+    ('push-leave', 'push', "anything else", None),
+    ('down', 'down',
+     "always: writes the device never confirmed are forgotten", None),
+    ('stop-off', 'stop',
+     "the link is up, and the device heats for Klipper, is on in"
+     " always-on mode, or runs a session Klipper started", 'off'),
+    ('stop-leave', 'stop', "anything else", None),
+    ('refused', 'dry, auto',
+     "the link is down, Klipper is shut down, the chamber heater has a"
+     " target, or (auto) the device is bound to no Klipper printer: a"
+     " G-code error", None),
+    ('dry', 'dry', "otherwise", 'dry'),
+    ('auto', 'auto', "otherwise", 'auto'),
+    ('dry-stop', 'dry_stop', "a drying cycle runs", 'dry_stop'),
+    ('auto-off', 'auto_off', "auto mode runs", 'off'),
+    ('mode-idle', 'dry_stop, auto_off',
+     "that mode does not run (the link down: a G-code error)", None),
+    ('release', 'release', "the device is on in always-on mode", 'off'),
+    ('unbind', 'unbind', "the device runs auto mode, which would follow"
+     " no printer", 'off'),
+    ('release-leave', 'release, unbind', "anything else", None),
+)
+
+
+def set_temp_of(view):
+    return view.get('set_temp', view.get('temp'))
+
+
+def heats_for_klipper(view):
+    """On in always-on mode: the mode only Klipper uses."""
+    return bool(view.get('work_on')) and view.get(
+        'work_mode') == MODE_ALWAYS_ON
+
+
+def in_session(view):
+    """On in another mode: drying, auto, or one this module cannot name."""
+    return bool(view.get('work_on')) and view.get(
+        'work_mode') != MODE_ALWAYS_ON
+
+
+def session_of(view):
+    """The session the device runs ('drying', 'auto', 'unknown'), or None;
+    a finished drying cycle does not heat and is none."""
+    if not in_session(view):
+        return None
+    kind = mode_name(view.get('work_mode'), view.get('fw_version'))
+    if kind == 'drying' and not view.get('isrunning'):
+        return None
+    return kind
+
+
+def is_bound(view):
+    return (view.get('printer_type') == KLIPPER_PRINTER
+            and view.get('printer', {}).get('state', 0) >= 2)
+
+
+def decide(wish, report, memory, event):
+    """The Decision for one event.  report is the device's last report
+    (None while the link is down); memory.sent lays the writes it has
+    not confirmed over it."""
+    sent = memory.sent
+    if report is not None and event.kind == 'snapshot':
+        sent = {}
+    elif report is not None and event.kind == 'push':
+        sent = {k: v for k, v in sent.items() if k not in event.settings}
+    view = None
+    if report is not None:
+        view = dict(report)
+        view.update(sent)
+    return _DECIDE[event.kind](
+        _Choice(wish, view, memory._replace(sent=sent), event))
+
+
+class _Choice:
+    # One decision being made: the rules below read its inputs and say
+    # what to tell through tell().
+    def __init__(self, wish, view, memory, event):
+        self.wish, self.view, self.memory, self.event = (
+            wish, view, memory, event)
+        self.messages = []
+    def say(self, text):
+        self.messages.append("Panda Breath: " + text)
+    def remember(self, **changes):
+        self.memory = self.memory._replace(**changes)
+    def end_session(self):
+        self.remember(session=None, inherited=False, drying=False)
+    def tell(self, rule, told=None, refused=None):
+        frames = []
+        if told is not None:
+            frames = _frames(told, self.wish, self.view, self.event.params)
+            sent = dict(self.memory.sent)
+            for frame in frames:
+                sent.update(json.loads(frame)['settings'])
+            self.remember(sent=sent)
+        return Decision(rule, told, frames, self.messages, self.memory,
+                        refused)
+
+
+def _frames(told, wish, view, params):
+    fw = view.get('fw_version')
+    if told == 'heat':
+        return heat_frames(wish.setpoint, fw)
+    if told == 'setpoint':
+        return heat_frames(wish.setpoint, fw)[1:2]
+    if told == 'off':
+        return off_frames()
+    if told == 'dry':
+        return dry_frames(params['temp'], params['hours'],
+                          params.get('preset'), fw)
+    if told == 'dry_stop':
+        return dry_stop_frames()
+    return auto_frames(params['target'], params['heat_at'],
+                       params['fan_at'], fw)
+
+
+def _drying_news(c):
+    # The device pushes no countdown, only the end of a cycle.
+    view, settings = c.view, c.event.settings
+    drying = in_session(view) and mode_name(
+        view.get('work_mode'), view.get('fw_version')) == 'drying'
+    if drying and view.get('isrunning'):
+        c.remember(drying=True)
+    elif c.memory.drying and 'isrunning' in settings:
+        c.remember(drying=False)
+        if drying:
+            if settings.get('remaining_seconds') == 0:
+                c.say("filament drying finished")
+            else:
+                c.say("filament drying stopped early")
+            if c.memory.session == 'drying':
+                c.end_session()
+
+
+def _session_news(c):
+    # A session Klipper started that the device no longer runs is over.
+    kind = session_of(c.view)
+    if c.memory.session is not None and c.memory.session != kind:
+        c.say("the %s session Klipper started was changed at the device"
+              " and is now the device's" % (c.memory.session,))
+        c.end_session()
+    return kind
+
+
+def _heat(c, rule):
+    kind = session_of(c.view)
+    if kind is not None:
+        c.say("chamber target %.0f replaces the %s session; the device is"
+              " now in always-on mode" % (c.wish.target, kind))
+    c.end_session()
+    c.remember(control='heat', off_due=False)
+    return c.tell(rule, 'heat')
+
+
+def _on_shutdown(c):
+    c.end_session()
+    c.remember(control=None, off_due=True)
+    if c.view is None:
+        return c.tell('shutdown-later')
+    return c.tell('shutdown', 'off')
+
+
+def _on_set(c):
+    wish, view, before = c.wish, c.view, c.memory.control
+    if wish.target > 0. and not wish.shutdown:
+        # A new target once Klipper is ready again ends a shutdown's off
+        c.remember(control='heat', off_due=False)
+    else:
+        c.remember(control=None)
+    if view is None:
+        return c.tell('set-later')
+    if wish.heat:
+        return _heat(c, 'set-heat')
+    if view.get('work_on', True) and (
+            before == 'heat' or not in_session(view)):
+        return c.tell('set-off', 'off')
+    return c.tell('set-leave')
+
+
+def _on_wish(c):
+    view, wish = c.view, c.wish
+    if view is None or c.memory.control != 'heat':
+        return c.tell('wish-same')
+    if wish.heat:
+        if not heats_for_klipper(view):
+            return c.tell('wish-heat', 'heat')
+        if set_temp_of(view) != wish.setpoint:
+            return c.tell('wish-setpoint', 'setpoint')
+    elif view.get('work_on', True):
+        return c.tell('wish-off', 'off')
+    return c.tell('wish-same')
+
+
+def _on_snapshot(c):
+    view, wish, memory = c.view, c.wish, c.memory
+    _drying_news(c)
+    if not wish.heat and (wish.shutdown or memory.off_due):
+        if view.get('work_on'):
+            c.end_session()
+            return c.tell('snapshot-off-due', 'off')
+        c.remember(off_due=False)
+    if wish.heat and memory.control == 'heat':
+        return _heat(c, 'snapshot-heat')
+    if wish.heat:
+        _session_news(c)
+        return c.tell('snapshot-yielded')
+    if heats_for_klipper(view):
+        c.end_session()
+        return c.tell('snapshot-no-target', 'off')
+    kind = session_of(view)
+    if (in_session(view) and c.memory.session is None
+            and c.memory.inherited):
+        c.say("ending the %s session Klipper started before it restarted"
+              % (mode_name(view.get('work_mode'), view.get('fw_version')),))
+        c.end_session()
+        return c.tell('snapshot-outlived', 'off')
+    if c.memory.session != kind:
+        _session_news(c)
+        if kind is not None:
+            c.say("leaving the %s session started on the device running"
+                  % (kind,))
+    c.remember(inherited=False)
+    return c.tell('snapshot-leave')
+
+
+def _on_push(c):
+    view, wish, memory, settings = c.view, c.wish, c.memory, c.event.settings
+    _drying_news(c)
+    if 'work_on' in settings and not (wish.shutdown and settings['work_on']):
+        c.remember(off_due=False)   # seen off, or switched on since
+    if wish.shutdown and view.get('work_on'):
+        return c.tell('push-shutdown', 'off')
+    _session_news(c)
+    if heats_for_klipper(view) and not wish.heat:
+        return c.tell('push-no-target', 'off')
+    if memory.control == 'heat' and wish.target > 0. and not (
+            heats_for_klipper(view)):
+        c.remember(control='yielded')
+        c.say("the device left Klipper's control (%s); set the chamber"
+              " target again to take it back"
+              % (mode_name(view.get('work_mode'), view.get('fw_version'))
+                 if view.get('work_on') else 'switched off',))
+        return c.tell('push-yield')
+    return c.tell('push-leave')
+
+
+def _on_down(c):
+    c.remember(sent={})
+    return c.tell('down')
+
+
+def _on_stop(c):
+    view, memory = c.view, c.memory
+    if view is not None and (memory.control == 'heat'
+                             or memory.session is not None
+                             or heats_for_klipper(view)):
+        # Should the off not arrive, the next Klipper still ends the
+        # session this one started.
+        c.remember(inherited=memory.inherited or memory.session is not None,
+                   session=None, control=None)
+        return c.tell('stop-off', 'off')
+    return c.tell('stop-leave')
+
+
+def _not_connected(c):
+    return ("Panda Breath is not connected (%s); nothing was sent"
+            % (c.event.params.get('link_error') or 'connecting',))
+
+
+def _refusal(c):
+    if c.view is None:
+        return _not_connected(c)
+    if c.wish.shutdown:
+        return "Klipper is shut down; nothing was sent"
+    if c.wish.target > 0.:
+        return ("Panda Breath runs one mode at a time and the chamber heater"
+                " has target %.0f: turn it off first"
+                " (SET_HEATER_TEMPERATURE HEATER=%s TARGET=0)"
+                % (c.wish.target, c.event.params.get('heater')))
+    return None
+
+
+def _start(c, told, session):
+    c.end_session()
+    c.remember(control=None, session=session, off_due=False,
+               drying=session == 'drying')
+    return c.tell(told, told)
+
+
+def _on_dry(c):
+    refused = _refusal(c)
+    if refused is not None:
+        return c.tell('refused', refused=refused)
+    params = c.event.params
+    c.say("drying filament at %dC for %d h"
+          % (params['temp'], params['hours']))
+    return _start(c, 'dry', 'drying')
+
+
+def _on_auto(c):
+    refused = _refusal(c)
+    if refused is None and not is_bound(c.view):
+        refused = ("Panda Breath is not bound to a Klipper printer, so auto"
+                   " mode would follow no bed: run 'panda-breath bind' on"
+                   " the printer first (needs firmware V1.0.3 or later)")
+    if refused is not None:
+        return c.tell('refused', refused=refused)
+    params = c.event.params
+    c.say("auto mode, chamber %dC while the bed target is >= %dC, fans"
+          " from %dC" % (params['target'], params['heat_at'],
+                         params['fan_at']))
+    state = c.view.get('printer', {}).get('state')
+    if state != 3:
+        c.say("its link to this printer is %s; it heats only while that"
+              " link is up" % (BINDING_STATES.get(state, 'unknown'),))
+    return _start(c, 'auto', 'auto')
+
+
+def _on_dry_stop(c):
+    if c.view is None:
+        return c.tell('mode-idle', refused=_not_connected(c))
+    if session_of(c.view) != 'drying':
+        c.say("not drying")
+        return c.tell('mode-idle')
+    c.end_session()
+    c.say("filament drying stopped")
+    return c.tell('dry-stop', 'dry_stop')
+
+
+def _on_auto_off(c):
+    if c.view is None:
+        return c.tell('mode-idle', refused=_not_connected(c))
+    if session_of(c.view) != 'auto':
+        c.say("auto mode is not running")
+        return c.tell('mode-idle')
+    c.end_session()
+    c.say("auto mode off")
+    return c.tell('auto-off', 'off')
+
+
+def _on_release(c):
+    if c.view is not None and heats_for_klipper(c.view):
+        return c.tell('release', 'off')
+    return c.tell('release-leave')
+
+
+def _on_unbind(c):
+    if c.view is not None and session_of(c.view) == 'auto':
+        return c.tell('unbind', 'off')
+    return c.tell('release-leave')
+
+
+_DECIDE = {
+    'set': _on_set, 'wish': _on_wish, 'snapshot': _on_snapshot,
+    'push': _on_push, 'down': _on_down, 'shutdown': _on_shutdown,
+    'stop': _on_stop, 'dry': _on_dry, 'auto': _on_auto,
+    'dry_stop': _on_dry_stop, 'auto_off': _on_auto_off,
+    'release': _on_release, 'unbind': _on_unbind,
+}
+
+
+######################################################################
 # Klipper glue
 ######################################################################
 
@@ -663,10 +1175,10 @@ class HeaterPin:
         self.reactor.update_timer(self.watchdog, waketime)
         if self.expired:
             self.expired = False
-            self.breath.apply_target("heater refreshed")
+            self.breath.tell('wish')
     def _expire(self, eventtime):
         self.expired = True
-        self.breath.apply_target("heater not refreshed by Klipper")
+        self.breath.tell('wish')
         return self.reactor.NEVER
 
 
@@ -695,61 +1207,34 @@ class PandaBreath:
                 "panda_breath needs the websocket-client Python package"
                 " (opkg package python3-websocket)")
         check_firmware(config)
-        self.host = config.get('host').strip()
-        if not self.host or any(c in self.host for c in ' /:@?#'):
-            raise config.error(
-                "Option 'host' in section 'panda_breath' must be an IP"
-                " address or host name, without scheme, port or path")
+        self.host = config_host(config)
         self.port = config.getint('port', 80, minval=1, maxval=65535)
-        delay = config.getfloat('reconnect_delay', .5, minval=.1,
-                                maxval=60.)
-        self.options = LinkOptions(
-            connect_timeout=config.getfloat('connect_timeout', 5.,
-                                            minval=.5, maxval=60.),
-            reconnect_delay=delay,
-            reconnect_max_delay=config.getfloat(
-                'reconnect_max_delay', 30., minval=delay, maxval=600.),
-            link_timeout=config.getfloat('link_timeout', 6., minval=2.,
-                                         maxval=10.),
-            keepalive_interval=config.getfloat('keepalive_interval', 2.,
-                                               minval=.5, maxval=30.))
-        if self.options.keepalive_interval >= self.options.link_timeout:
-            raise config.error(
-                "Option 'keepalive_interval' in section 'panda_breath' must"
-                " be below link_timeout")
+        self.options = link_options(config)
         self.stale_grace = config.getfloat('stale_grace', 30., minval=0.,
                                            maxval=300.)
         self.url = "ws://%s:%d/ws" % (self.host, self.port)
-        # A shutdown's off the device has not confirmed yet.  Klipper
-        # keeps start_args across RESTART, so the duty outlives this
-        # object (a RESTART may come before the link is back).
-        self.unconfirmed_off = printer.get_start_args().setdefault(
+        # Klipper keeps start_args across RESTART: a shutdown's off the
+        # device has not confirmed, and a drying or auto session Klipper
+        # started, outlive this object (the link may be down meanwhile).
+        start_args = printer.get_start_args()
+        self.unconfirmed_off = start_args.setdefault(
             'panda_breath_unconfirmed_off', set())
-        # Devices running a drying/auto session Klipper started: such a
-        # session ends with Klipper, so one found after a RESTART (the
-        # link was down at the time) is turned off.
-        self.klipper_sessions = printer.get_start_args().setdefault(
+        self.klipper_sessions = start_args.setdefault(
             'panda_breath_klipper_sessions', set())
+        self.memory = Memory(off_due=self.url in self.unconfirmed_off,
+                             inherited=self.url in self.klipper_sessions)
         # Klipper side
-        self.mcu = None
-        self.sensor = None
+        self.mcu = self.sensor = self.heater = self.pin = None
         self.heater_name = None
-        self.heater = None
-        self.pin = None
         self.shutdown = False
         self.target = 0.
-        # Device side, as last reported (plus our own writes)
+        self.clamp_warned = None
+        # Device side: its last report, and the link
         self.link = None
         self.connected = False
-        self.device = {}
+        self.report = {}
         self.reading = None
         self.reading_time = self.delivered_time = -999.
-        self.owned = False
-        self.started = None         # 'drying' or 'auto' this Klipper started
-        self.dry_temp = None
-        self.dry_end = None         # reactor time the drying cycle ends
-        self.binding = {}           # the device's printer root
-        self.clamp_warned = None
         self.last_error = None
         self.reconnects = 0
         self.log_times = {}
@@ -768,11 +1253,10 @@ class PandaBreath:
                                        self._handle_shutdown)
         printer.register_event_handler('klippy:disconnect',
                                        self._handle_disconnect)
-        for cmd in ('STATUS', 'DRY', 'DRY_STOP', 'AUTO', 'DRY_START'):
-            name = 'PANDA_BREATH_' + cmd
-            self.gcode.register_command(name, getattr(self, 'cmd_' + name),
-                                        desc=getattr(self,
-                                                     'cmd_%s_help' % name))
+        self.gcode.register_command('PANDA_BREATH_STATUS',
+                                    self.cmd_PANDA_BREATH_STATUS,
+                                    desc=self.cmd_PANDA_BREATH_STATUS_help)
+        self.modes = DeviceModes(self)
     # Klipper objects
     def _make_sensor(self, config):
         if self.sensor is not None:
@@ -814,7 +1298,9 @@ class PandaBreath:
             handler = self.gcode.register_command(name, None)
             if handler is not None:
                 # Re-registered as gcode_macro's rename_existing does
-                self.gcode.register_command(name, self._then_check(handler))
+                self.gcode.register_command(
+                    name, self._then_check(name, handler),
+                    desc=self.gcode.get_command_help().get(name))
         self._start_link()
     def _start_link(self):
         self.hold_timer = self.reactor.register_timer(
@@ -824,11 +1310,7 @@ class PandaBreath:
         PandaBreath.current = self
     def _handle_shutdown(self):
         self.shutdown = True
-        self.unconfirmed_off.add(self.url)
-        self._end_session()
-        if self.connected:
-            self._send(off_frames())
-            self.owned = False
+        self.tell('shutdown')
     def _handle_disconnect(self):
         if self.hold_timer is not None:
             self.reactor.unregister_timer(self.hold_timer)
@@ -840,18 +1322,42 @@ class PandaBreath:
         if self.link is not None:
             self._stop_link()
     def _stop_link(self):
-        frames = ()
-        if self.connected and (self.owned or self._klipper_mode_on()
-                               or self.started):
-            frames = off_frames()
-            self._end_session()
         # Joined here, so nothing of it reaches the reactor Klipper is
         # about to finalize; the wait is bounded (CLOSE_TIME twice).
-        if not self.link.stop(frames):
+        decision = self.tell('stop', send=False)
+        if not self.link.stop(decision.frames):
             logging.warning("panda_breath: link thread did not end in time"
                             " (a host name lookup?); it is left to finish")
         self.link = None
         self.connected = False
+    # What the device is told
+    def wish(self):
+        expired = self.pin is not None and self.pin.expired
+        return Wish(self.target, device_temp(self.target), self.shutdown,
+                    expired)
+    def tell(self, kind, settings=None, params=None, send=True):
+        report = self.report if self.connected else None
+        decision = decide(self.wish(), report, self.memory,
+                          Event(kind, settings or {}, params or {}))
+        self.memory = memory = decision.memory
+        for duty, holds in ((self.unconfirmed_off, memory.off_due),
+                            (self.klipper_sessions,
+                             memory.session or memory.inherited)):
+            if holds:
+                duty.add(self.url)
+            else:
+                duty.discard(self.url)
+        if decision.frames:
+            logging.info("panda_breath: %s: the device is told %s",
+                         decision.rule, TOLD[decision.told])
+            if send and self.link is not None:
+                self.link.send(decision.frames)
+        for msg in decision.messages:
+            self._respond(msg)
+        return decision
+    def _respond(self, msg):
+        logging.info(msg)
+        self.gcode.respond_info(msg)
     # Events from the link thread, handed to the reactor
     def _notify(self, kind, *args):
         # One reactor callback at a time takes what the link thread queued
@@ -873,28 +1379,24 @@ class PandaBreath:
             events, self.events = self.events, []
             self.events_pending = False
         for kind, args in events:
-            self._link_event(eventtime, kind, args)
-    def _link_event(self, eventtime, kind, args):
-        if self.link is None:
-            return
-        if kind == 'up':
-            self._link_up(eventtime, args[0])
-        elif kind == 'update':
-            self._update(eventtime, args[0])
-        elif kind == 'down':
-            self._link_down(args[0])
-        elif kind == 'error':
-            self._note_error(args[0], args[1])
+            if self.link is None:
+                return
+            if kind == 'up':
+                self._link_up(eventtime, args[0])
+            elif kind == 'update':
+                self._update(eventtime, args[0])
+            elif kind == 'down':
+                self._link_down(args[0])
+            elif kind == 'error':
+                self._note_error(args[0], args[1])
     def _link_up(self, eventtime, settings):
         self.connected = True
-        self.binding = settings.pop('printer', {})
-        self.device = dict(settings)
-        if not self.device.get('work_on'):
-            self.unconfirmed_off.discard(self.url)
+        self.report = dict(settings)
+        self.report.setdefault('printer', {})
         self._log_link("connected to %s (firmware %s)"
                        % (self.url, settings.get('fw_version', '?')))
-        self._track_drying(eventtime, settings)
-        self._reconcile()
+        self.modes.track(eventtime, settings)
+        self.tell('snapshot', settings)
         self._observe(eventtime, settings)
     def _link_down(self, reason):
         if self.connected:
@@ -903,22 +1405,20 @@ class PandaBreath:
             # Once per loss: each failed retry restarting it would put
             # off the held reading for as long as retries keep failing.
             self.reactor.update_timer(self.hold_timer, self.reactor.NOW)
-        self.connected = False
+            self.connected = False
+            self.tell('down')
         self._note_error('link', reason)
     def _update(self, eventtime, settings):
         printer = settings.pop('printer', None)
         if printer:
+            binding = self.report.setdefault('printer', {})
             if printer.get('state') == 0:
-                self.binding = {}
-            self.binding.update(printer)
-        self.device.update(settings)
-        if 'work_on' in settings and not (self.shutdown
-                                          and settings['work_on']):
-            # Seen off, or switched on at the device since Klipper is back
-            self.unconfirmed_off.discard(self.url)
+                binding.clear()
+            binding.update(printer)
+        self.report.update(settings)
         if self.connected and is_state_update(settings):
-            self._track_drying(eventtime, settings)
-            self._device_changed()
+            self.modes.track(eventtime, settings)
+            self.tell('push', settings)
         self._observe(eventtime, settings)
     def _observe(self, eventtime, settings):
         for key in ('warehouse_sensor_status', 'ptc_sensor_status'):
@@ -974,21 +1474,26 @@ class PandaBreath:
                 and eventtime - self.reading_time <= self.stale_grace):
             self._deliver(eventtime)
         return eventtime + REPORT_TIME
-    # Target
-    def _then_check(self, handler):
+    # Klipper's target
+    def _then_check(self, name, handler):
         def run(gcmd):
+            said = False
             try:
                 handler(gcmd)
+                said = (name == 'TURN_OFF_HEATERS'
+                        or gcmd.get('HEATER', None) == self.heater_name)
             finally:
-                self._check_target()
+                self._check_target(said)
         return run
-    def _check_target(self):
+    def _check_target(self, said=False):
+        # Klipper has no target event: a SET of this heater is seen
+        # through the commands above, a change made elsewhere here.
         if self.heater is None:
-            return      # no heater section: Klipper never sets a target
+            return
         target = self.heater.get_temp(self.reactor.monotonic())[1]
-        if target != self.target:
-            self._target_changed(target)
-    def _target_changed(self, target):
+        if said or target != self.target:
+            self._target_set(target)
+    def _target_set(self, target):
         if target > DEVICE_MAX_TEMP:
             # The device never passes its maximum: waiting for more would
             # end the print in verify_heater, so Klipper's own target
@@ -999,271 +1504,47 @@ class PandaBreath:
             self.heater.set_temp(DEVICE_MAX_TEMP)
             target = DEVICE_MAX_TEMP
         self.target = target
-        self.apply_target("target changed")
-    def _wanted(self):
-        if self.shutdown or (self.pin is not None and self.pin.expired):
-            return 0.
-        return self.target
-    def _klipper_mode_on(self):
-        return (self.device.get('work_on')
-                and self.device.get('work_mode') == MODE_ALWAYS_ON)
-    def _user_session(self):
-        return (self.device.get('work_on')
-                and self.device.get('work_mode') != MODE_ALWAYS_ON)
-    def apply_target(self, why):
-        if not self.connected:
-            return
-        wanted = self._wanted()
-        if wanted > 0.:
-            self._heat(wanted)
-        elif self.shutdown or self.owned or not self._user_session():
-            if self.device.get('work_on', True) or self.owned:
-                self._turn_off(why)
-    def _reconcile(self):
-        # The device does not echo writes: the snapshot is the truth.
-        wanted = self._wanted()
-        if wanted > 0.:
-            self._heat(wanted)
-        elif self.device.get('work_on') and (
-                self.shutdown or self.url in self.unconfirmed_off):
-            self._turn_off("Klipper shut down")
-        elif self._klipper_mode_on():
-            self._turn_off("found heating in always-on mode with no target")
-        elif self._user_session():
-            kind = self._mode_name()
-            if self.started is None and self.url in self.klipper_sessions:
-                self._turn_off("Klipper's session outlived it")
-                self._respond("Panda Breath: ending the %s session Klipper"
-                              " started before it restarted" % (kind,))
-            elif self.started != self._session_kind():
-                self._device_took_over()
-                if self._session_kind() is not None:
-                    self._respond("Panda Breath: leaving the %s session"
-                                  " started on the device running"
-                                  % (kind,))
-        else:
-            self._device_took_over()
-    def _device_changed(self):
-        # A full settings push: a panel press, end of drying, or auto-off.
-        if self._session_kind() != self.started:
-            self._device_took_over()
-        wanted = self._wanted()
-        if self.device.get('work_on') and (
-                self.shutdown or (wanted <= 0. and self._klipper_mode_on())):
-            self._turn_off("switched on at the device without a Klipper"
-                           " target")
-        elif self.owned and wanted > 0. and not self._klipper_mode_on():
-            self.owned = False
-            # Klipper reports a target, not each SET of it: only a change
-            # is seen, so the same target set again would go unnoticed.
-            self._respond("Panda Breath: the device left Klipper's control"
-                          " (%s); change the chamber target (e.g. to 0 and"
-                          " back) to resume"
-                          % (self._mode_name() if self.device.get('work_on')
-                             else 'switched off',))
-    def _heat(self, wanted):
-        kind = self._session_kind()
-        self._end_session()
-        if kind is not None:
-            self._respond("Panda Breath: chamber target %.0f replaces the %s"
-                          " session; the device is now in always-on mode"
-                          % (wanted, kind))
-        set_temp = device_temp(wanted)
-        if set_temp != wanted and self.clamp_warned != wanted:
-            self.clamp_warned = wanted
+        set_temp = device_temp(target)
+        if target > 0. and set_temp != target and self.clamp_warned != target:
+            self.clamp_warned = target
             self._respond("Panda Breath: target %.1f sent as %d (the device"
                           " accepts whole degrees 0-%d)"
-                          % (wanted, set_temp, DEVICE_MAX_TEMP))
-        self._send(heat_frames(set_temp, self.device.get('fw_version')))
-        self.unconfirmed_off.discard(self.url)
-        self.device.update(work_on=True, work_mode=MODE_ALWAYS_ON,
-                           set_temp=set_temp)
-        self.owned = True
-    def _turn_off(self, why):
-        logging.info("panda_breath: turning the device off (%s)", why)
-        self._send(off_frames())
-        self.device['work_on'] = False
-        self.owned = False
-        self._end_session()
-    def _send(self, frames):
-        if self.link is not None:
-            self.link.send(frames)
-    def _respond(self, msg):
-        logging.info(msg)
-        self.gcode.respond_info(msg)
-    def _mode_name(self):
-        return mode_name(self.device.get('work_mode'),
-                         self.device.get('fw_version'))
-    # The device's own modes
-    def _session_kind(self):
-        if not self._user_session():
-            return None
-        kind = self._mode_name()
-        if kind == 'drying' and not self.device.get('isrunning'):
-            return None     # a finished or stopped cycle does not heat
-        return kind
-    def _end_session(self):
-        self.started = None
-        self.dry_end = None
-        self.klipper_sessions.discard(self.url)
-    def _device_took_over(self):
-        if self.started is not None:
-            self._respond("Panda Breath: the %s session Klipper started was"
-                          " changed at the device and is now the device's"
-                          % (self.started,))
-        self._end_session()
-    def _track_drying(self, eventtime, settings):
-        # The device pushes no countdown: keep it from the start and the
-        # timer, corrected by every snapshot and the end-of-cycle push.
-        if 'isrunning' not in settings:
-            return
-        if not self._user_session() or self._mode_name() != 'drying':
-            return      # left drying: _device_changed/_reconcile say so
-        left = settings.get('remaining_seconds')
-        if settings['isrunning']:
-            if left is not None:
-                self.dry_end = eventtime + left
-            return
-        if self.dry_end is None:
-            return
-        self.dry_end = None
-        if left == 0:
-            self._respond("Panda Breath: filament drying finished")
-        else:
-            self._respond("Panda Breath: filament drying stopped early")
-        if self.started == 'drying':
-            self._end_session()
-    def _bound_to_klipper(self):
-        return (self.device.get('printer_type') == KLIPPER_PRINTER
-                and self.binding.get('state', 0) >= 2)
-    def _minutes_left(self, eventtime):
-        if self.dry_end is None:
-            return None
-        return max(0, int(math.ceil((self.dry_end - eventtime) / 60.)))
-    def _start_session(self, kind, frames, work_mode):
-        self._send(frames)
-        self.unconfirmed_off.discard(self.url)
-        self.device.update(work_on=True, work_mode=work_mode)
-        self.owned = False
-        self.started = kind
-        self.klipper_sessions.add(self.url)
-    def _check_ready(self, gcmd):
-        if not self.connected:
-            raise gcmd.error("Panda Breath is not connected (%s); nothing"
-                             " was sent" % (self.last_error or 'connecting',))
-        target = self._heater_target()
-        if target > 0.:
-            raise gcmd.error(
-                "Panda Breath runs one mode at a time and the chamber heater"
-                " has target %.0f: turn it off first"
-                " (SET_HEATER_TEMPERATURE HEATER=%s TARGET=0)"
-                % (target, self.heater_name))
-    cmd_PANDA_BREATH_DRY_help = (
-        "Dry filament: PRESET=PLA|PETG or TEMP=<40-60> HOURS=<1-99>")
-    def cmd_PANDA_BREATH_DRY(self, gcmd):
-        preset = gcmd.get('PRESET', None)
-        if preset is not None:
-            if gcmd.get('TEMP', None) is not None or gcmd.get(
-                    'HOURS', None) is not None:
-                raise gcmd.error("Use PRESET, or TEMP and HOURS, not both")
-            if preset.upper() not in DRY_PRESETS:
-                raise gcmd.error("PRESET must be %s, not '%s'"
-                                 % (' or '.join(DRY_PRESETS), preset))
-            number, temp, hours = DRY_PRESETS[preset.upper()]
-        elif gcmd.get('TEMP', None) is None:
-            raise gcmd.error("PANDA_BREATH_DRY needs PRESET=PLA|PETG or"
-                             " TEMP=<40-60> HOURS=<1-99>")
-        else:
-            number = None
-            temp = gcmd.get_int('TEMP', minval=DRY_TEMP_RANGE[0],
-                                maxval=DRY_TEMP_RANGE[1])
-            hours = gcmd.get_int('HOURS', minval=DRY_HOURS_RANGE[0],
-                                 maxval=DRY_HOURS_RANGE[1])
-        self._dry(gcmd, temp, hours, number)
-    def _dry(self, gcmd, temp, hours, number):
-        self._check_ready(gcmd)
-        fw = self.device.get('fw_version')
-        self._start_session('drying', dry_frames(temp, hours, number, fw),
-                            mode_numbers(fw)[1])
-        self.device['isrunning'] = 1
-        self.dry_temp = temp
-        self.dry_end = self.reactor.monotonic() + hours * 3600.
-        gcmd.respond_info("Panda Breath: drying filament at %dC for %d h"
-                          % (temp, hours))
-    cmd_PANDA_BREATH_DRY_STOP_help = "Stop the Panda Breath's filament drying"
-    def cmd_PANDA_BREATH_DRY_STOP(self, gcmd):
-        if not self.connected:
-            raise gcmd.error("Panda Breath is not connected; nothing was"
-                             " sent")
-        if self._session_kind() != 'drying':
-            gcmd.respond_info("Panda Breath: not drying")
-            return
-        self._end_session()
-        self._send(dry_stop_frames())
-        self.device['work_on'] = False
-        gcmd.respond_info("Panda Breath: filament drying stopped")
-    cmd_PANDA_BREATH_AUTO_help = (
-        "Heat and filter while the bed is hot: TARGET=<0-60> HEAT_AT=<bed"
-        " 40-120> FAN_AT=<bed 0-120> (or HOTBEDTEMP, FILTERTEMP), or"
-        " ENABLE=0")
-    def cmd_PANDA_BREATH_AUTO(self, gcmd):
-        if not gcmd.get_int('ENABLE', 1, minval=0, maxval=1):
-            if not self.connected:
-                raise gcmd.error("Panda Breath is not connected; nothing"
-                                 " was sent")
-            if self._session_kind() != 'auto':
-                gcmd.respond_info("Panda Breath: auto mode is not running")
-                return
-            self._end_session()
-            self._turn_off("auto mode disabled")
-            gcmd.respond_info("Panda Breath: auto mode off")
-            return
-        target, heat_at, fan_at, notes = auto_params(gcmd)
-        self._check_ready(gcmd)
-        if not self._bound_to_klipper():
-            raise gcmd.error(
-                "Panda Breath is not bound to a Klipper printer, so auto"
-                " mode would follow no bed: run 'panda-breath bind' on the"
-                " printer first (needs firmware V1.0.3 or later)")
-        fw = self.device.get('fw_version')
-        self._start_session('auto', auto_frames(target, heat_at, fan_at, fw),
-                            mode_numbers(fw)[0])
-        self.device.update(set_temp=target, hotbedtemp=heat_at,
-                           filtertemp=fan_at)
-        gcmd.respond_info(
-            "Panda Breath: auto mode, chamber %dC while the bed target is"
-            " >= %dC, fans from %dC" % (target, heat_at, fan_at))
-        self._say_fitted(gcmd, notes)
-        state = self.binding.get('state')
-        if state != 3:
-            gcmd.respond_info(
-                "Panda Breath: its link to this printer is %s; it heats"
-                " only while that link is up"
-                % (BINDING_STATES.get(state, 'unknown'),))
+                          % (target, set_temp, DEVICE_MAX_TEMP))
+        self.tell('set')
     # Status
     def get_status(self, eventtime):
         age = None
         if self.reading is not None:
             age = round(eventtime - self.reading_time, 1)
+        view = dict(self.report)
+        view.update(self.memory.sent)
+        wish = self.wish()
+        printer = self.report.get('printer', {})
         return {
             'connected': self.connected,
-            'firmware': self.device.get('fw_version'),
-            'work_on': self.device.get('work_on'),
-            'work_mode': self._mode_name() if self.device else None,
-            'set_temp': self.device.get('set_temp'),
-            'target': self._wanted(),
+            'firmware': self.report.get('fw_version'),
+            # The device confirms no write: work_on, work_mode and
+            # set_temp are its report with the writes in 'sent' laid over.
+            'work_on': view.get('work_on'),
+            'work_mode': (mode_name(view.get('work_mode'),
+                                    view.get('fw_version'))
+                          if view else None),
+            'set_temp': set_temp_of(view),
+            'reported': {k: self.report[k] for k in STATE_KEYS
+                         if k in self.report},
+            'sent': dict(self.memory.sent),
+            'target': wish.target if wish.heat else 0.,
             'temperature': self.reading,
             'reading_age': age,
             'stale': age is None or age > 2 * REPORT_TIME,
             'last_error': self.last_error,
             'reconnects': self.reconnects,
-            'session': ('klipper' if self.started else 'device'
-                        if self._session_kind() else None),
-            'drying_temp': (self.dry_temp if self.started == 'drying'
-                            else None),
-            'drying_minutes_left': self._minutes_left(eventtime),
-            'binding': (BINDING_STATES.get(self.binding.get('state'))
-                        if self.device.get('printer_type')
+            'session': ('klipper' if self.memory.session else 'device'
+                        if session_of(view) else None),
+            'drying_temp': self.modes.drying_temp(),
+            'drying_minutes_left': self.modes.minutes_left(eventtime),
+            'binding': (BINDING_STATES.get(printer.get('state'))
+                        if self.report.get('printer_type')
                         == KLIPPER_PRINTER else None),
         }
     cmd_PANDA_BREATH_STATUS_help = "Report the Panda Breath link and state"
@@ -1286,16 +1567,118 @@ class PandaBreath:
             state += ", %d min left" % (st['drying_minutes_left'],)
         if st['binding'] is not None:
             state += ", link to this printer %s" % (st['binding'],)
+        if st['sent']:
+            state += " (as written; the device confirms nothing)"
         gcmd.respond_info("Panda Breath %s: %s; device %s; %s;"
                           " Klipper target %.0f; reconnects %d"
                           % (self.host, link, state, reading, st['target'],
                              st['reconnects']))
-    # Owners of the community module: no heater section, its commands
-    def _heater_target(self):
-        if self.heater is None:
-            return 0.
-        return self.heater.get_status(self.reactor.monotonic())['target']
-    def _say_fitted(self, gcmd, notes):
+
+
+def config_host(config):
+    host = config.get('host').strip()
+    problem = host_problem(host) if host else "must not be empty"
+    if problem is not None:
+        raise config.error("Option 'host' in section 'panda_breath': '%s'"
+                           " %s" % (host, problem))
+    return host
+
+
+def link_options(config):
+    delay = config.getfloat('reconnect_delay', .5, minval=.1, maxval=60.)
+    options = LinkOptions(
+        connect_timeout=config.getfloat('connect_timeout', 5., minval=.5,
+                                        maxval=60.),
+        reconnect_delay=delay,
+        reconnect_max_delay=config.getfloat(
+            'reconnect_max_delay', 30., minval=delay, maxval=600.),
+        link_timeout=config.getfloat('link_timeout', 6., minval=2.,
+                                     maxval=10.),
+        keepalive_interval=config.getfloat('keepalive_interval', 2.,
+                                           minval=.5, maxval=30.))
+    if options.keepalive_interval >= options.link_timeout:
+        raise config.error(
+            "Option 'keepalive_interval' in section 'panda_breath' must"
+            " be below link_timeout")
+    return options
+
+
+######################################################################
+# Device modes: drying and auto, started from Klipper
+######################################################################
+
+class DeviceModes:
+    def __init__(self, breath):
+        self.breath = breath
+        self.reactor = breath.reactor
+        self.dry_temp = None
+        self.dry_end = None         # reactor time the drying cycle ends
+        gcode = breath.gcode
+        for cmd in ('DRY', 'DRY_STOP', 'AUTO', 'DRY_START'):
+            name = 'PANDA_BREATH_' + cmd
+            gcode.register_command(name, getattr(self, 'cmd_' + name),
+                                   desc=getattr(self, 'cmd_%s_help' % name))
+    def track(self, eventtime, settings):
+        # The device pushes no countdown: keep it from the start and the
+        # timer, corrected by every snapshot.
+        if settings.get('isrunning') and 'remaining_seconds' in settings:
+            self.dry_end = eventtime + settings['remaining_seconds']
+    def drying_temp(self):
+        if self.breath.memory.session == 'drying':
+            return self.dry_temp
+        return None
+    def minutes_left(self, eventtime):
+        if self.dry_end is None or not self.breath.memory.drying:
+            return None
+        return max(0, int(math.ceil((self.dry_end - eventtime) / 60.)))
+    def _tell(self, gcmd, kind, **params):
+        breath = self.breath
+        breath._check_target()
+        params.update(heater=breath.heater_name, link_error=breath.last_error)
+        decision = breath.tell(kind, params=params)
+        if decision.refused is not None:
+            raise gcmd.error(decision.refused)
+        return decision
+    cmd_PANDA_BREATH_DRY_help = (
+        "Dry filament: PRESET=PLA|PETG or TEMP=<40-60> HOURS=<1-99>")
+    def cmd_PANDA_BREATH_DRY(self, gcmd):
+        preset = gcmd.get('PRESET', None)
+        if preset is not None:
+            if gcmd.get('TEMP', None) is not None or gcmd.get(
+                    'HOURS', None) is not None:
+                raise gcmd.error("Use PRESET, or TEMP and HOURS, not both")
+            if preset.upper() not in DRY_PRESETS:
+                raise gcmd.error("PRESET must be %s, not '%s'"
+                                 % (' or '.join(DRY_PRESETS), preset))
+            number, temp, hours = DRY_PRESETS[preset.upper()]
+        elif gcmd.get('TEMP', None) is None:
+            raise gcmd.error("PANDA_BREATH_DRY needs PRESET=PLA|PETG or"
+                             " TEMP=<40-60> HOURS=<1-99>")
+        else:
+            number = None
+            temp = gcmd.get_int('TEMP', minval=DRY_TEMP_RANGE[0],
+                                maxval=DRY_TEMP_RANGE[1])
+            hours = gcmd.get_int('HOURS', minval=DRY_HOURS_RANGE[0],
+                                 maxval=DRY_HOURS_RANGE[1])
+        self._dry(gcmd, temp, hours, number)
+    def _dry(self, gcmd, temp, hours, preset):
+        self._tell(gcmd, 'dry', temp=temp, hours=hours, preset=preset)
+        self.dry_temp = temp
+        self.dry_end = self.reactor.monotonic() + hours * 3600.
+    cmd_PANDA_BREATH_DRY_STOP_help = "Stop the Panda Breath's filament drying"
+    def cmd_PANDA_BREATH_DRY_STOP(self, gcmd):
+        self._tell(gcmd, 'dry_stop')
+    cmd_PANDA_BREATH_AUTO_help = (
+        "Heat and filter while the bed is hot: TARGET=<0-60> HEAT_AT=<bed"
+        " 40-120> FAN_AT=<bed 0-120> (or HOTBEDTEMP, FILTERTEMP), or"
+        " ENABLE=0")
+    def cmd_PANDA_BREATH_AUTO(self, gcmd):
+        if not gcmd.get_int('ENABLE', 1, minval=0, maxval=1):
+            self._tell(gcmd, 'auto_off')
+            return
+        target, heat_at, fan_at, notes = auto_params(gcmd)
+        self._tell(gcmd, 'auto', target=target, heat_at=heat_at,
+                   fan_at=fan_at)
         for note in notes:
             gcmd.respond_info(note)
     cmd_PANDA_BREATH_DRY_START_help = (
@@ -1304,7 +1687,8 @@ class PandaBreath:
     def cmd_PANDA_BREATH_DRY_START(self, gcmd):
         (temp, hours), notes = fitted_params(gcmd, COMMUNITY_DRY)
         self._dry(gcmd, temp, hours, None)
-        self._say_fitted(gcmd, notes)
+        for note in notes:
+            gcmd.respond_info(note)
 
 
 ######################################################################

@@ -100,13 +100,18 @@ def main(argv=None):
     logging.basicConfig(
         level=logging.INFO, filename=os.path.join(args.out, "bench.log"),
         filemode="w", format="%(asctime)s %(threadName)s %(message)s")
-    if args.safety is not None:
-        from tests.safety import runner
-        return runner.main(args.safety)
-    if args.soak is not None:
-        from . import soak
-        return soak.main(args.soak, args.out)
-    status = bench(args.quick, args.out, args.reconnects, args.tree)
+    try:
+        if args.safety is not None:
+            from tests.safety import runner
+            return runner.main(args.safety, out=args.out)
+        if args.soak is not None:
+            from . import soak
+            return soak.main(args.soak, args.out)
+        status = bench(args.quick, args.out, args.reconnects, args.tree)
+    except trees.TreeMissing as e:
+        # A real Klipper tree none of its sources has: one line.
+        print("bench: error: %s" % (e.short,), file=sys.stderr)
+        return 2
     if args.doc and status in (0, 1):
         with open(os.path.join(args.out, "report.md")) as f:
             report.update_doc(DOC, f.read())
@@ -120,13 +125,7 @@ def bench(quick, out, reconnects=None, only=None):
     started = time.monotonic()
     built = {}
     for name in only or trees.TREES:
-        try:
-            built[name] = trees.prepare(name)
-        except trees.TreeMissing as e:
-            print("bench: %s skipped: %s" % (name, e), file=sys.stderr)
-    if not built:
-        print("bench: error: no real Klipper tree", file=sys.stderr)
-        return 2
+        built[name] = trees.prepare(name)   # TreeMissing: see main()
     results = {name: [] for name in built}
     for step, measure in STEPS:
         for name, path in built.items():

@@ -24,6 +24,7 @@ FIGURES = {
     "stall_half_open", "stall_flood", "reconnect", "silent_link",
     "cpu_alone", "cpu_idle", "cpu_ratio", "rss_growth", "fd_change",
     "thread_change", "hold_normal", "hold_faults"}
+pytestmark = pytest.mark.usefixtures("bench_klipper")
 # What a quick run is too short to judge: a p99 of 10 samples, CPU over
 # 1 s, RSS over 20 reconnects.
 NOT_JUDGED = {"command_latency", "cpu_ratio", "rss_growth"}

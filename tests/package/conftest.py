@@ -1,9 +1,8 @@
 import pytest
+import realparts
 from pkgtools import CACHE, Ipk, make_checkout
 from realopkg import (
     CHROOT,
-    MISSING,
-    OPKG,
     TARGETS,
     Opkg,
     make_u1_root,
@@ -63,9 +62,7 @@ def old_dist(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def opkg_binary():
-    if not OPKG.is_file():
-        pytest.skip(MISSING)
-    return OPKG
+    return realparts.need("opkg", "opkg")
 
 
 @pytest.fixture(params=list(TARGETS))

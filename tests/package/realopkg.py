@@ -1,5 +1,6 @@
-"""The real opkg (Entware's opkg-lede build, ../shared/opkg) on temporary
-roots laid out like the Snapmaker U1.
+"""The real opkg (Entware's opkg-lede build: $PANDA_OPKG, ../shared/opkg,
+or built from the pinned sources, see realparts.py) on temporary roots
+laid out like the Snapmaker U1.
 
 With `-o ROOT` opkg runs no maintainer script unless --force-postinstall
 is given; then it runs them on the host with /bin/sh and PKG_ROOT=ROOT/.
@@ -14,14 +15,16 @@ import shutil
 import stat
 import subprocess
 
-from pkgtools import BUSYBOX, ROOT, Ipk
+import realparts
+from pkgtools import BUSYBOX, Ipk
 
 from package import build
 
-OPKG = pathlib.Path(os.environ.get("PANDA_OPKG")
-                    or ROOT.parent / "shared" / "opkg" / "x86_64" / "opkg")
-MISSING = (f"real opkg not found at {OPKG}: set PANDA_OPKG to an opkg-lede "
-           "binary (../shared/opkg/x86_64/opkg)")
+
+def opkg_path():
+    """The real opkg binary (fetched and built when nothing has it)."""
+    return realparts.parts().locate("opkg").path
+
 
 EXTRAS = "home/lava/klipper/klippy/extras"
 SITE = "usr/lib/python3.11/site-packages"
@@ -126,7 +129,7 @@ class Opkg:
         args = [str(a) for a in args]
         if self.how == "chroot":
             return chroot_opkg(self.root, *args)
-        command = [str(OPKG), "-o", str(self.root), "-f", str(self.conf),
+        command = [str(opkg_path()), "-o", str(self.root), "-f", str(self.conf),
                    "--force-space"]
         if self.how == "offline":
             command.append("--force-postinstall")
@@ -200,7 +203,7 @@ def chroot_root(root):
             shutil.copy(word, target)
     local = root / "usr/local/bin"
     local.mkdir(parents=True, exist_ok=True)
-    shutil.copy(OPKG, local / "opkg")
+    shutil.copy(opkg_path(), local / "opkg")
     (root / "opt/etc").mkdir(parents=True, exist_ok=True)
     (root / "opt/etc/opkg.conf").write_text(
         "src/gz entware http://bin.entware.net/aarch64-k3.10\n"

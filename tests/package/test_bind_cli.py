@@ -125,10 +125,7 @@ def test_bad_bind_arguments_are_refused_with_usage(sim, args, words):
 
 def test_klipper_follows_the_binding_through_the_reboot(sim, moonraker,
                                                         tmp_path):
-    try:
-        tree = trees.prepare("upstream")
-    except trees.TreeMissing as e:
-        pytest.skip("real Klipper test skipped: %s" % (e,))
+    tree = trees.need("klipper", "upstream")
     sim.press(work_on=False)
     p = Printer(tree, "upstream", chamber_config(sim.port, options=FAST),
                 tmp_path / "klipper")

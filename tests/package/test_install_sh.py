@@ -12,17 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import realparts
 from pkgtools import CACHE, ROOT, commit, git, make_checkout
 
 from package import wheel
 from simulator import Simulator
-
-UPSTREAM = Path(os.environ.get("PANDA_KLIPPER_UPSTREAM",
-                               ROOT.parent / "shared" / "klipper" /
-                               "upstream"))
-if not (UPSTREAM / "klippy" / "klippy.py").is_file():
-    pytest.skip(f"no Klipper tree at {UPSTREAM}: set PANDA_KLIPPER_UPSTREAM "
-                "to a Klipper checkout", allow_module_level=True)
 
 PRINTER_CFG = """\
 [mcu]
@@ -67,8 +61,9 @@ def wheels():
 @pytest.fixture(scope="module")
 def template_klipper(tmp_path_factory):
     """Upstream Klipper as a git clone, made once and copied per host."""
+    upstream = realparts.need("install-sh", "klipper-upstream")
     tree = tmp_path_factory.mktemp("klipper") / "klipper"
-    shutil.copytree(UPSTREAM, tree)
+    shutil.copytree(upstream, tree)
     git(tree, "init", "-q")
     git(tree, "add", ".")
     commit(tree)

@@ -39,6 +39,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+# The real parts (the U1 Klipper tree, the aarch64 opkg): tests/realparts.py
+if str(HERE.parent) not in sys.path:
+    sys.path.append(str(HERE.parent))
+import realparts  # noqa: E402
+
 CACHE = ROOT / ".cache" / "qemu"
 OUT = ROOT / "dist" / "qemu"
 GUEST = HERE / "guest"
@@ -67,13 +72,10 @@ PRUNE = ["usr/share/doc", "usr/share/man", "usr/share/info",
          "usr/lib/python3.11/ensurepip", "usr/lib/python3.11/idlelib",
          "usr/lib/python3.11/lib2to3/tests", "usr/lib/python3.11/test",
          "usr/lib/python3.11/turtledemo", "usr/lib/python3.11/pydoc_data"]
-# The real parts the scenario runs: the U1's Klipper fork (built here for
-# aarch64) and Entware's static opkg for aarch64, the one a devel U1 has.
-SHARED = ROOT.parent / "shared"
-KLIPPER_U1 = Path(os.environ.get("PANDA_KLIPPER_U1")
-                  or SHARED / "klipper" / "u1")
-OPKG_AARCH64 = Path(os.environ.get("PANDA_OPKG_AARCH64")
-                    or SHARED / "opkg" / "aarch64" / "opkg")
+# The real parts the scenario runs, the U1's Klipper fork (built here for
+# aarch64) and Entware's static opkg for aarch64, the one a devel U1 has,
+# come from realparts (PANDA_KLIPPER_U1 / PANDA_OPKG_AARCH64, ../shared,
+# or fetched); what the scenario used goes to dist/qemu/parts.json.
 CROSS = "aarch64-linux-gnu-"
 MARKER_RE = re.compile(r"PB-QEMU-RESULT ([0-9a-f]{32}) rc=([0-9]{1,3})")
 PAYLOAD_START = "PB-QEMU-PAYLOAD-START"
@@ -494,22 +496,39 @@ def write_cpio(tree, out):
     return out
 
 
-def missing_real_parts():
-    """One line naming what the scenario cannot run without."""
-    if not (KLIPPER_U1 / "klippy" / "klippy.py").is_file():
-        return (f"no U1 Klipper tree at {KLIPPER_U1} "
-                "(point PANDA_KLIPPER_U1 at one)")
-    return None
+def real_parts(parts):
+    """(U1 Klipper tree, aarch64 opkg or None, [what is skipped]) for the
+    scenario.  A part none of its sources has is a StageError naming it
+    (one line); PANDA_SKIP=qemu-opkg skips only the opkg install path."""
+    try:
+        klipper_u1 = parts.locate("klipper-u1").path
+        reason = parts.skip_reason("qemu-opkg")
+        if reason:
+            say(f"SKIPPED the opkg install path: {reason}")
+            return klipper_u1, None, ["qemu-opkg"]
+        return klipper_u1, parts.locate("opkg-aarch64").path, []
+    except realparts.Unavailable as e:
+        raise StageError(str(e)) from None
 
 
-def have_opkg():
-    """The opkg install path needs the real opkg; without it only that
-    path is skipped, with one line."""
-    if OPKG_AARCH64.is_file():
-        return True
-    say(f"SKIPPED the opkg install path: no aarch64 opkg at "
-        f"{OPKG_AARCH64} (point PANDA_OPKG_AARCH64 at one)")
-    return False
+def write_parts(path, parts=None, manifest=None, skipped=()):
+    """dist/qemu/parts.json: what the scenario ran (tests/testrun.py puts
+    it into the run's summary): the guest kernel, the Debian arm64
+    packages, the U1 Klipper tree and opkg, and what was skipped."""
+    info = {"skipped": list(skipped)}
+    if manifest is not None:
+        kernel = manifest["kernel"].split("_")[0]
+        info["kernel"] = {"package": kernel,
+                          "version": manifest["packages"].get(kernel)}
+        info["debian_arm64"] = {k: v for k, v in
+                                sorted(manifest["packages"].items())
+                                if k != kernel}
+    if parts is not None:
+        names = ["klipper-u1"] + ([] if "qemu-opkg" in skipped
+                                  else ["opkg-aarch64"])
+        info["parts"] = [d for d in map(parts.describe, names) if d]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(info, indent=1) + "\n")
 
 
 def tree_digest(tree):
@@ -521,20 +540,20 @@ def tree_digest(tree):
     return h.hexdigest()
 
 
-def klipper_build():
-    """The U1 Klipper tree cross-built for aarch64 (the Linux host MCU
-    out/klipper.elf and klippy/chelper/c_helper.so), cached by the tree's
-    content and this builder."""
-    h = hashlib.sha256(tree_digest(KLIPPER_U1).encode())
+def klipper_build(source):
+    """The U1 Klipper tree at source cross-built for aarch64 (the Linux
+    host MCU out/klipper.elf and klippy/chelper/c_helper.so), cached by
+    the tree's content and this builder."""
+    h = hashlib.sha256(tree_digest(source).encode())
     h.update(Path(__file__).read_bytes())
     key = h.hexdigest()[:16]
     out = CACHE / "klipper" / key
     if (out / "done").exists():
         return out, key
-    say(f"cross-building the U1 Klipper from {KLIPPER_U1} for aarch64")
+    say(f"cross-building the U1 Klipper from {source} for aarch64")
     shutil.rmtree(out, ignore_errors=True)
     tree = out / "u1"
-    shutil.copytree(KLIPPER_U1, tree, symlinks=True,
+    shutil.copytree(source, tree, symlinks=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (tree / ".config").write_text("CONFIG_MACH_LINUX=y\n")
     log = out / "build.log"
@@ -555,14 +574,14 @@ def klipper_build():
     return out, key
 
 
-def u1_image():
+def u1_image(klipper_u1, opkg):
     """A cpio layer with the U1's own software: Klipper at
-    /home/lava/klipper (klippy, its C helper, the host MCU) and the devel
-    build's opkg at /usr/local/bin/opkg; cached."""
-    build, key = klipper_build()
-    opkg = have_opkg()
+    /home/lava/klipper (klippy, its C helper, the host MCU, from the tree
+    at klipper_u1) and the devel build's opkg (the binary at opkg, or
+    None) at /usr/local/bin/opkg; cached."""
+    build, key = klipper_build(klipper_u1)
     h = hashlib.sha256(key.encode())
-    h.update(OPKG_AARCH64.read_bytes() if opkg else b"no opkg")
+    h.update(opkg.read_bytes() if opkg else b"no opkg")
     out = CACHE / "images" / f"u1-{h.hexdigest()[:16]}.cpio"
     if out.exists():
         return out
@@ -584,7 +603,7 @@ def u1_image():
         precompile(layer, "home/lava/klipper/klippy", strip=layer)
         if opkg:
             (layer / "usr/local/bin").mkdir(parents=True)
-            shutil.copy(OPKG_AARCH64, layer / "usr/local/bin/opkg")
+            shutil.copy(opkg, layer / "usr/local/bin/opkg")
             (layer / "usr/local/bin/opkg").chmod(0o755)
         write_cpio(layer, out.with_suffix(".tmp"))
         out.with_suffix(".tmp").rename(out)
@@ -837,6 +856,17 @@ def main(argv=None):
     # QEMU and the simulator are stopped on the way out.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
+    record = OUT / "parts.json" if args.payload is None else None
+    try:
+        parts = realparts.Parts()
+    except realparts.BadSkip as e:
+        say(f"FAILED: {e}")
+        return 2
+    reason = parts.skip_reason("qemu")
+    if reason and args.payload is None and not args.prepare:
+        say(f"SKIPPED: {reason}")
+        write_parts(record, skipped=["qemu"])
+        return 0
     try:
         CACHE.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
@@ -856,12 +886,11 @@ def main(argv=None):
             payload = args.payload
             real = payload is None or args.u1
             if real:
-                missing = missing_real_parts()
-                if missing:
-                    say(f"SKIPPED: {missing}")
-                    return 0
+                klipper_u1, opkg, skipped = real_parts(parts)
+                if record:
+                    write_parts(record, parts, manifest, skipped)
                 with cache_lock():
-                    layers = [u1_image()]
+                    layers = [u1_image(klipper_u1, opkg)]
             else:
                 layers = []
             if payload is None:

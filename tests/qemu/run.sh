@@ -10,6 +10,11 @@ cd "$(dirname "$0")/../.."
 say() { printf 'qemu: %s\n' "$*" >&2; }
 
 command -v python3 >/dev/null || need_apt python3
+# PANDA_SKIP=qemu: the stage says it is skipped and boots nothing, so
+# nothing needs installing.
+case ",${PANDA_SKIP:-}," in
+    *,qemu,*) [ $# -eq 0 ] && exec python3 tests/qemu/qemu_stage.py ;;
+esac
 # QEMU, the guest image's tools, and the cross compiler for the U1's
 # Klipper (its host MCU and C helper are built here for aarch64).
 need_apt qemu-system-arm cpio debian-archive-keyring make \

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import qemu_stage
+import realparts
 from qemu_stage import ROOT, StageError, parse_result, result_tag
 from realklipper.edited import without_method
 
@@ -135,7 +136,9 @@ def test_qemu_and_the_simulator_end_with_a_killed_stage():
 
 @pytest.fixture(scope="module")
 def guest_image():
-    """Fetch the arm64 packages and build the base image once (cached)."""
+    """Fetch the arm64 packages and build the base image once (cached);
+    skipped with PANDA_SKIP=qemu."""
+    realparts.need("qemu")
     proc = subprocess.run(["bash", str(RUN_SH), "--prepare"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
@@ -264,9 +267,7 @@ def test_u1_klipper_refuses_a_module_without_set_read_tolerance(
     # The stage runs the U1's own klippy, which calls set_read_tolerance
     # on every heater's sensor: without it, start-up stops, and the stage
     # fails showing Klipper's AttributeError.
-    missing = qemu_stage.missing_real_parts()
-    if missing:
-        pytest.skip(missing)
+    realparts.need("qemu", "klipper-u1")
     module = (ROOT / "klipper/extras/panda_breath.py").read_text()
     assert "def set_read_tolerance" in module
     dist = packages_from(

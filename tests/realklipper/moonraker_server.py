@@ -1,5 +1,6 @@
 """Real Moonraker for the install and CLI checks: the one build.sh puts
-in .cache/moonraker (or $PANDA_MOONRAKER), on a loopback port, in front
+in .cache/moonraker (or $PANDA_MOONRAKER; see realparts.py), on a
+loopback port, in front
 of a Printer's API socket, with a moonraker.conf that install.sh may
 extend before it starts."""
 import json
@@ -12,9 +13,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-import pytest
-
-from realklipper.trees import ROOT
+import realparts
 
 CONF = """\
 [server]
@@ -42,13 +41,9 @@ OFFLINE = dict(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
 
 
 def command():
-    """The moonraker command, or a skip naming where it was looked for."""
-    path = os.environ.get("PANDA_MOONRAKER", str(
-        ROOT / ".cache" / "moonraker" / "bin" / "moonraker"))
-    if not os.access(path, os.X_OK):
-        pytest.skip("Moonraker check skipped: no moonraker at %s (run"
-                    " ./build.sh test, or set PANDA_MOONRAKER)" % (path,))
-    return path
+    """The moonraker command (realparts.need: set up when missing, a
+    skip with PANDA_SKIP=moonraker, a one-line failure otherwise)."""
+    return str(realparts.need("moonraker", "moonraker"))
 
 
 def free_port():

@@ -1,40 +1,47 @@
 """Real Klipper trees, copied into the project's cache and built once.
 
-The sources are ../shared/klipper/{upstream,u1} (read-only where CI runs),
-or the checkouts named by PANDA_KLIPPER_UPSTREAM / PANDA_KLIPPER_U1.  Each
-copy gets its Linux host MCU (out/klipper.elf) and C helper built, and the
-project's module and the test probe linked into klippy/extras."""
+The sources are the checkouts named by PANDA_KLIPPER_UPSTREAM /
+PANDA_KLIPPER_U1, or ../shared/klipper/{upstream,u1} (read-only where CI
+runs), or else the pinned commits fetched into .cache/parts (realparts.py).
+Each copy gets its Linux host MCU (out/klipper.elf) and C helper built, and
+the project's module and the test probe linked into klippy/extras."""
 import fcntl
 import hashlib
-import os
 import pathlib
 import shutil
 import subprocess
 import sys
+
+import realparts
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "klipper"
 MODULE = ROOT / "klipper" / "extras" / "panda_breath.py"
 PROBE = pathlib.Path(__file__).resolve().parent / "extras" / "reactor_probe.py"
 TREES = ("upstream", "u1")
-ENV = {"upstream": "PANDA_KLIPPER_UPSTREAM", "u1": "PANDA_KLIPPER_U1"}
 # Only what klippy and the Linux host MCU are built from.
 PARTS = ("klippy", "src", "scripts", "lib", "Makefile")
 
 
-class TreeMissing(Exception):
+class TreeMissing(realparts.Unavailable):
     pass
 
 
 def source(name):
-    path = os.environ.get(ENV[name])
-    path = pathlib.Path(path) if path else ROOT.parent / "shared" / \
-        "klipper" / name
-    if not (path / "klippy" / "klippy.py").is_file():
-        raise TreeMissing(
-            "no Klipper tree at %s: set %s to a Klipper checkout"
-            % (path, ENV[name]))
-    return path
+    """The tree's sources (fetched when nothing else has them); a
+    TreeMissing with one line saying how to provide them otherwise."""
+    try:
+        return realparts.parts().locate("klipper-" + name).path
+    except realparts.Unavailable as e:
+        raise TreeMissing(str(e), e.part, e.short) from None
+
+
+def need(layer, name):
+    """For a test of layer: the built tree `name`, or a skip when the
+    layer is skipped on purpose (PANDA_SKIP), or a one-line failure when
+    the tree cannot be had."""
+    realparts.need(layer, "klipper-" + name, tree=name)
+    return prepare(name)
 
 
 def _fingerprint(src):

@@ -8,7 +8,8 @@ failure prints the shrunk event script to replay; one that hypothesis
 could not make happen again on replay (timing) is reported as not
 reproducible, with every violation seen on the way.  Any failure makes
 the exit status 1.  Workers default to 2 (one per tree);
-PANDA_SAFETY_WORKERS overrides it.
+PANDA_SAFETY_WORKERS overrides it.  With out=DIR the summary is also
+written to DIR/safety.md and DIR/safety.json (`--out` of the bench).
 """
 import json
 import os
@@ -90,8 +91,10 @@ def _split(n, parts):
     return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
 
 
-def main(n_examples, workers=None):
-    """Run n_examples of the safety state machine; 0 when none failed."""
+def main(n_examples, workers=None, out=None):
+    """Run n_examples of the safety state machine; 0 when none failed.
+    A Klipper tree none of its sources has raises trees.TreeMissing
+    (one line) before any worker starts."""
     try:
         n_examples = int(n_examples)
     except (TypeError, ValueError):
@@ -104,6 +107,10 @@ def main(n_examples, workers=None):
         workers = int(os.environ.get("PANDA_SAFETY_WORKERS",
                                      DEFAULT_WORKERS))
     shares = [n for n in _split(n_examples, max(1, workers)) if n]
+    # Fetched and built once, here, rather than by each worker at once.
+    from realklipper import trees
+    for name in trees.TREES[:len(shares)]:
+        trees.prepare(name)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [ROOT, os.path.join(ROOT, "tests")]))
     started = time.monotonic()
@@ -140,18 +147,54 @@ def main(n_examples, workers=None):
             worker, "reproduced" if failure["reproduced"]
             else "not reproducible on replay", failure["text"]))
     reproduced = sum(1 for _, f in failures if f["reproduced"])
-    print("safety: %d examples asked, %d run (%d steps) in %.0f s wall,"
-          " %d workers, %d failures (%d reproduced, %d not reproducible),"
-          " %d violations seen (shrinking included)"
-          % (n_examples, examples, steps, wall, len(shares), len(failures),
-             reproduced, len(failures) - reproduced, seen), flush=True)
+    summary = ("safety: %d examples asked, %d run (%d steps) in %.0f s wall,"
+               " %d workers, %d failures (%d reproduced, %d not"
+               " reproducible), %d violations seen (shrinking included)"
+               % (n_examples, examples, steps, wall, len(shares),
+                  len(failures), reproduced, len(failures) - reproduced,
+                  seen))
+    print(summary, flush=True)
+    if out is not None:
+        write_report(out, summary, results, failures)
     return 1 if failures else 0
 
 
+def write_report(out, summary, results, failures):
+    """DIR/safety.json (every worker's result) and DIR/safety.md."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "safety.json"), "w") as f:
+        json.dump({"summary": summary, "workers": results}, f, indent=1)
+    lines = ["# Safety state machine (`./build.sh bench --safety N`)", "",
+             summary.replace("safety: ", "", 1) + ".", "",
+             "| Worker | Examples | Steps | Wall | Failures |",
+             "|---|---|---|---|---|"]
+    for r in results:
+        lines.append("| %s | %d | %d | %.0f s | %d |" % (
+            r["worker"], r["examples"], r["steps"], r["wall"],
+            len(r["failures"])))
+    for worker, failure in failures:
+        lines += ["", "## Worker %s: %s" % (
+            worker, "reproduced" if failure["reproduced"]
+            else "not reproducible on replay"), "", "```",
+            failure["text"], "```"]
+    with open(os.path.join(out, "safety.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("safety: report in %s" % (os.path.join(out, "safety.md"),),
+          flush=True)
+
+
 if __name__ == "__main__":
+    TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if TESTS not in sys.path:
+        sys.path.append(TESTS)
     if len(sys.argv) == 5 and sys.argv[1] == "--worker":
         sys.exit(_worker(int(sys.argv[2]), sys.argv[3], sys.argv[4]))
     if len(sys.argv) == 2:
-        sys.exit(main(sys.argv[1]))
+        import realparts
+        try:
+            sys.exit(main(sys.argv[1]))
+        except realparts.Unavailable as e:
+            print("safety: error: %s" % (e.short,), file=sys.stderr)
+            sys.exit(2)
     print("usage: python -m tests.safety.runner N_EXAMPLES")
     sys.exit(2)

@@ -268,16 +268,14 @@ class World:
             return False  # e.g. "Printer is shutdown": nothing changed
 
     def ev_set_target(self, target):
-        before = self.target()
         if not self._gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=%s"
                            % (target,)):
             return
         if not target > 0:
             self.intent = None
-        elif target != before or self.intent is not None:
-            # After the user took the device over, only a change of the
-            # target is Klipper's new intent (the module sees targets, not
-            # each SET of one).
+        else:
+            # Every set is Klipper's intent, the same target again too,
+            # also after the user took the device over.
             self.intent = device_set_temp(target)
             self._end_latch()
 

@@ -75,6 +75,8 @@ def running():
     (["--fault", "gremlins"], "unknown fault"),
     (["--fault", "http_status=200"], "http_status"),
     (["--bogus"], "unrecognized arguments"),
+    (["--chamber-file", "/nonexistent/dir/temp"], "no such directory"),
+    (["--fault", "chamber_file=freeze"], "needs --chamber-file"),
 ])
 def test_bad_options_give_one_line_and_nonzero_exit(args, message):
     result = subprocess.run(
@@ -115,7 +117,7 @@ def test_help_lists_the_options():
         capture_output=True, text=True, timeout=20)
     assert result.returncode == 0
     for option in ("--firmware", "--port", "--speed", "--fault",
-                   "--snapshot-with-handshake", "--nvs"):
+                   "--snapshot-with-handshake", "--nvs", "--chamber-file"):
         assert option in result.stdout
 
 
@@ -180,6 +182,53 @@ def test_console_bad_commands_get_a_message_and_carry_on(running):
     assert "online: True" in command(proc, "state")
     code, log = finish(proc)
     assert code == 0 and "Traceback" not in log
+
+
+def test_console_and_exit_report_flash_writes(running):
+    proc, _ = running()
+    assert "flash writes: 0\n" in command(proc, "flash")
+    command(proc, "press set_temp=50 work_on=false")
+    line = "flash writes: 2 (set_temp 1, work_on 1)\n"
+    assert line in command(proc, "flash")
+    assert "flash_writes: 2\n" in command(proc, "state")
+    code, _ = finish(proc)
+    assert code == 0 and proc.stdout.read() == line
+
+
+def test_chamber_file_option_and_console(running, tmp_path):
+    path = tmp_path / "chamber_temp"
+    proc, _ = running("--chamber-file", str(path), "--ambient", "21")
+    assert path.read_text() == "  21000\n"
+    command(proc, "chamber 40.5")
+    assert path.read_text() == "  40500\n"
+    state = command(proc, "state")
+    assert "chamber_temp: 40.5\n" in state
+    assert f"chamber_file: {path}\n" in state
+    assert "fault chamber_file: garbage" in command(
+        proc, "fault chamber_file garbage")
+    assert path.read_text() == "garbage\n"
+    assert "chamber_file_fault: garbage" in command(proc, "state")
+    command(proc, "fault chamber_file off")
+    assert float(path.read_text()) > 35000
+    command(proc, "chamber_heat 50")
+    assert "chamber_heat: 50.0\n" in command(proc, "state")
+    for line, message in (("chamber hot", "not a number"),
+                          ("chamber 500", "chamber temperature must be"),
+                          ("chamber_heat", "usage: chamber_heat WATTS"),
+                          ("fault chamber_file melt", "chamber_file fault")):
+        assert message in command(proc, line)
+    code, log = finish(proc)
+    assert code == 0 and "Traceback" not in log
+    assert f"chamber air in {path}" in log
+
+
+def test_chamber_file_fault_flag_and_no_file(running, tmp_path):
+    path = tmp_path / "chamber_temp"
+    proc, _ = running("--chamber-file", str(path),
+                      "--fault", "chamber_file=garbage")
+    assert path.read_text() == "garbage\n"
+    proc, _ = running()
+    assert "no chamber file" in command(proc, "fault chamber_file freeze")
 
 
 def test_fault_flags_apply_at_start(running):
