@@ -1620,14 +1620,9 @@ class PandaBreath:
         self.report = {}
         self.reading = None
         self.reading_time = self.delivered_time = -999.
-        self.last_error = None
         self.reconnects = 0
-        self.log_times = {}
-        self.link_log_times = collections.deque()
-        self.link_log_skipped = 0
-        self.events = []
-        self.events_lock = threading.Lock()
-        self.events_pending = False
+        self.log = LinkLog(self.reactor)
+        self.handover = Handover(self.reactor, self._link_event)
         self.hold_timer = None
         self.gcode = printer.lookup_object('gcode')
         pheaters = printer.load_object(config, 'heaters')
@@ -1698,7 +1693,7 @@ class PandaBreath:
     def _start_link(self):
         self.hold_timer = self.reactor.register_timer(
             self._hold_reading, self.reactor.NOW)
-        self.link = DeviceLink(self.url, self._notify, self.options)
+        self.link = DeviceLink(self.url, self.handover.put, self.options)
         self.link.start()
         PandaBreath.current = self
     def _handle_shutdown(self):
@@ -1753,56 +1748,37 @@ class PandaBreath:
         self.gcode.respond_info(msg)
     def respond(self, text):
         self._respond("Panda Breath: " + text)
-    # Events from the link thread, handed to the reactor
-    def _notify(self, kind, *args):
-        # One reactor callback at a time takes what the link thread queued
-        # meanwhile, updates merged into one: a device flooding the link
-        # cannot back up Klipper's reactor.
-        with self.events_lock:
-            events = self.events
-            if kind == 'update' and events and events[-1][0] == 'update':
-                settings = merge_settings(events[-1][1][0], args[0])
-                events[-1] = (kind, (settings,) + args[1:])
-            elif kind != 'error' or ('error', args) not in events:
-                events.append((kind, args))
-            if self.events_pending:
-                return
-            self.events_pending = True
-        self.reactor.register_async_callback(self._link_events)
-    def _link_events(self, eventtime):
-        with self.events_lock:
-            events, self.events = self.events, []
-            self.events_pending = False
-        for kind, args in events:
-            if self.link is None:
-                return
-            if kind == 'up':
-                self._link_up(eventtime, args[0])
-            elif kind == 'update':
-                self._update(eventtime, args[0])
-            elif kind == 'down':
-                self._link_down(args[0])
-            elif kind == 'error':
-                self._note_error(args[0], args[1])
+    # Events from the link thread, on the reactor
+    def _link_event(self, eventtime, kind, args):
+        if self.link is None:
+            return
+        if kind == 'up':
+            self._link_up(eventtime, args[0])
+        elif kind == 'update':
+            self._update(eventtime, args[0])
+        elif kind == 'down':
+            self._link_down(args[0])
+        elif kind == 'error':
+            self.log.error(args[0], args[1])
     def _link_up(self, eventtime, settings):
         self.connected = True
         self.report = dict(settings)
         self.report.setdefault('printer', {})
-        self._log_link("connected to %s (firmware %s)"
-                       % (self.url, settings.get('fw_version', '?')))
+        self.log.link("connected to %s (firmware %s)"
+                      % (self.url, settings.get('fw_version', '?')))
         self.modes.track(eventtime, settings)
         self.tell('snapshot', settings)
         self._observe(eventtime, settings)
     def _link_down(self, reason):
         if self.connected:
             self.reconnects += 1
-            self._log_link("link to %s lost: %s" % (self.url, reason))
+            self.log.link("link to %s lost: %s" % (self.url, reason))
             # Once per loss: each failed retry restarting it would put
             # off the held reading for as long as retries keep failing.
             self.reactor.update_timer(self.hold_timer, self.reactor.NOW)
             self.connected = False
             self.tell('down')
-        self._note_error('link', reason)
+        self.log.error('link', reason)
     def _update(self, eventtime, settings):
         printer = settings.pop('printer', None)
         if printer:
@@ -1831,27 +1807,6 @@ class PandaBreath:
             self._deliver(eventtime)
             # Readings flow: no timer wakes Klipper while they do.
             self.reactor.update_timer(self.hold_timer, self.reactor.NEVER)
-    def _log_link(self, text):
-        # A device that keeps dropping the link would fill klippy.log
-        now = self.reactor.monotonic()
-        times = self.link_log_times
-        while times and times[0] <= now - LOG_REPEAT_TIME:
-            times.popleft()
-        if len(times) >= LINK_LOG_BURST:
-            self.link_log_skipped += 1
-            return
-        if self.link_log_skipped:
-            text += " (%d link changes not logged)" % (self.link_log_skipped,)
-            self.link_log_skipped = 0
-        times.append(now)
-        logging.info("panda_breath: %s", text)
-    def _note_error(self, kind, text):
-        self.last_error = text
-        now = self.reactor.monotonic()
-        if now < self.log_times.get(kind, -LOG_REPEAT_TIME):
-            return
-        self.log_times[kind] = now + LOG_REPEAT_TIME
-        logging.warning("panda_breath: %s", text)
     # Readings
     def _deliver(self, eventtime):
         self.delivered_time = eventtime
@@ -1957,7 +1912,7 @@ class PandaBreath:
                               else None),
             'reading_age': age,
             'stale': age is None or age > 2 * REPORT_TIME,
-            'last_error': self.last_error,
+            'last_error': self.log.last_error,
             'reconnects': self.reconnects,
             'session': ('klipper' if self.memory.session else 'device'
                         if session_of(view) else None),
@@ -1971,44 +1926,109 @@ class PandaBreath:
         return status
     cmd_PANDA_BREATH_STATUS_help = "Report the Panda Breath link and state"
     def cmd_PANDA_BREATH_STATUS(self, gcmd):
-        st = self.get_status(self.reactor.monotonic())
-        if not st['connected']:
-            link = "not connected (%s)" % (st['last_error'] or 'connecting',)
-        else:
-            link = "connected, firmware %s" % (st['firmware'],)
-        if st['device_temperature'] is None:
-            reading = "no reading yet"
-        else:
-            reading = "%.0fC %s %.1fs ago" % (
-                st['device_temperature'], 'held' if st['stale'] else 'read',
-                st['reading_age'])
-        if st['chamber_sensor'] is not None:
-            chamber = st['chamber_temperature']
-            reading = "chamber %s (%s), device %s" % (
-                "no reading yet" if chamber is None else "%.1fC" % chamber,
-                st['chamber_failed'] or st['chamber_sensor'], reading)
-        elif st['temperature_offset']:
-            reading = "device %s, shown with offset %+g" % (
-                reading, st['temperature_offset'])
-        for name, guard in sorted(st['guards'].items()):
-            reading += "; guard %s %s (limit %gC)" % (
-                name, "no reading" if guard['temperature'] is None
-                else "%.1fC" % guard['temperature'], guard['limit'])
-        if st['held'] is not None:
-            reading += "; held off: %s" % (st['held'],)
-        state = "off"
-        if st['work_on']:
-            state = "on, %s, set %s" % (st['work_mode'], st['set_temp'])
-        if st['drying_minutes_left'] is not None:
-            state += ", %d min left" % (st['drying_minutes_left'],)
-        if st['binding'] is not None:
-            state += ", link to this printer %s" % (st['binding'],)
-        if st['sent']:
-            state += " (as written; the device confirms nothing)"
-        gcmd.respond_info("Panda Breath %s: %s; device %s; %s;"
-                          " Klipper target %.0f; reconnects %d"
-                          % (self.host, link, state, reading, st['target'],
-                             st['reconnects']))
+        gcmd.respond_info(status_line(
+            self.host, self.get_status(self.reactor.monotonic())))
+
+
+def status_line(host, st):
+    """PANDA_BREATH_STATUS's one line, from get_status()."""
+    if not st['connected']:
+        link = "not connected (%s)" % (st['last_error'] or 'connecting',)
+    else:
+        link = "connected, firmware %s" % (st['firmware'],)
+    if st['device_temperature'] is None:
+        reading = "no reading yet"
+    else:
+        reading = "%.0fC %s %.1fs ago" % (
+            st['device_temperature'], 'held' if st['stale'] else 'read',
+            st['reading_age'])
+    if st['chamber_sensor'] is not None:
+        chamber = st['chamber_temperature']
+        reading = "chamber %s (%s), device %s" % (
+            "no reading yet" if chamber is None else "%.1fC" % chamber,
+            st['chamber_failed'] or st['chamber_sensor'], reading)
+    elif st['temperature_offset']:
+        reading = "device %s, shown with offset %+g" % (
+            reading, st['temperature_offset'])
+    for name, guard in sorted(st['guards'].items()):
+        reading += "; guard %s %s (limit %gC)" % (
+            name, "no reading" if guard['temperature'] is None
+            else "%.1fC" % guard['temperature'], guard['limit'])
+    if st['held'] is not None:
+        reading += "; held off: %s" % (st['held'],)
+    state = "off"
+    if st['work_on']:
+        state = "on, %s, set %s" % (st['work_mode'], st['set_temp'])
+    if st['drying_minutes_left'] is not None:
+        state += ", %d min left" % (st['drying_minutes_left'],)
+    if st['binding'] is not None:
+        state += ", link to this printer %s" % (st['binding'],)
+    if st['sent']:
+        state += " (as written; the device confirms nothing)"
+    return ("Panda Breath %s: %s; device %s; %s; Klipper target %.0f;"
+            " reconnects %d" % (host, link, state, reading, st['target'],
+                                st['reconnects']))
+
+
+class LinkLog:
+    """klippy.log lines of the link, rate-limited: a device that keeps
+    dropping the link, or sending garbage, would fill the log."""
+    def __init__(self, reactor):
+        self.reactor = reactor
+        self.last_error = None
+        self.times = collections.deque()
+        self.skipped = 0
+        self.error_times = {}
+    def link(self, text):
+        now = self.reactor.monotonic()
+        times = self.times
+        while times and times[0] <= now - LOG_REPEAT_TIME:
+            times.popleft()
+        if len(times) >= LINK_LOG_BURST:
+            self.skipped += 1
+            return
+        if self.skipped:
+            text += " (%d link changes not logged)" % (self.skipped,)
+            self.skipped = 0
+        times.append(now)
+        logging.info("panda_breath: %s", text)
+    def error(self, kind, text):
+        self.last_error = text
+        now = self.reactor.monotonic()
+        if now < self.error_times.get(kind, -LOG_REPEAT_TIME):
+            return
+        self.error_times[kind] = now + LOG_REPEAT_TIME
+        logging.warning("panda_breath: %s", text)
+
+
+class Handover:
+    """Events from the link thread to one reactor callback at a time,
+    which takes all that queued meanwhile, updates merged into one: a
+    device flooding the link cannot back up Klipper's reactor."""
+    def __init__(self, reactor, handle):
+        self.reactor = reactor
+        self.handle = handle
+        self.events = []
+        self.lock = threading.Lock()
+        self.pending = False
+    def put(self, kind, *args):
+        with self.lock:
+            events = self.events
+            if kind == 'update' and events and events[-1][0] == 'update':
+                settings = merge_settings(events[-1][1][0], args[0])
+                events[-1] = (kind, (settings,) + args[1:])
+            elif kind != 'error' or ('error', args) not in events:
+                events.append((kind, args))
+            if self.pending:
+                return
+            self.pending = True
+        self.reactor.register_async_callback(self._take)
+    def _take(self, eventtime):
+        with self.lock:
+            events, self.events = self.events, []
+            self.pending = False
+        for kind, args in events:
+            self.handle(eventtime, kind, args)
 
 
 def config_host(config):
@@ -2070,7 +2090,8 @@ class DeviceModes:
     def _tell(self, gcmd, kind, **params):
         breath = self.breath
         breath._check_target()
-        params.update(heater=breath.heater_name, link_error=breath.last_error)
+        params.update(heater=breath.heater_name,
+                      link_error=breath.log.last_error)
         decision = breath.tell(kind, params=params)
         if decision.refused is not None:
             raise gcmd.error(decision.refused)

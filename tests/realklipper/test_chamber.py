@@ -84,8 +84,9 @@ def wait_console(p, words, timeout=15.0):
     p.wait_console(words, timeout=timeout)
 
 
-# The loop
+# The loop: a device-hour is 90 s here
 
+@pytest.mark.timeout(600)
 def test_chamber_sensor_holds_the_chamber_the_device_alone_misses(
         printer, sim, tmp_path):
     # The device alone holds its own reading at 45: the chamber, which
@@ -137,6 +138,7 @@ def test_chamber_sensor_holds_the_chamber_the_device_alone_misses(
     assert "chamber " in line and "device " in line and AIR in line
 
 
+@pytest.mark.timeout(600)
 def test_an_unreachable_target_is_lowered_and_m191_goes_on(printer, sim,
                                                            tmp_path):
     p = printer(config=air_config(sim, tmp_path) + SHIPPED_M191)
