@@ -643,15 +643,20 @@ def describe_error(e, stage):
 # memory out.  Each decision names the row of TABLE it followed.
 
 class Wish(collections.namedtuple(
-        'Wish', 'target setpoint shutdown expired', defaults=(
-            0., 0, False, False))):
+        'Wish', 'target setpoint shutdown expired hold', defaults=(
+            0., 0, False, False, None))):
     """Klipper's chamber target, the whole-degree set_temp that serves
-    it on the device, and whether Klipper shut down or stopped
-    refreshing its heater pin."""
+    it on the device, whether Klipper shut down or stopped refreshing
+    its heater pin, and why a guard holds the device off (or None)."""
     __slots__ = ()
     @property
     def heat(self):
-        return self.target > 0. and not (self.shutdown or self.expired)
+        return self.target > 0. and not (self.shutdown or self.expired
+                                         or self.hold)
+    @property
+    def off(self):
+        """The device must be off, whatever it runs."""
+        return self.shutdown or self.hold is not None
 
 
 class Memory(collections.namedtuple(
@@ -681,8 +686,8 @@ Decision = collections.namedtuple(
 EVENTS = {
     'set': "Klipper's chamber target is set (any value, the same again"
            " too)",
-    'wish': "Klipper's heater pin expires or is refreshed again, or the"
-            " chamber loop moves the setpoint",
+    'wish': "Klipper's heater pin expires or is refreshed again, a guard"
+            " trips or clears, or the chamber loop moves the setpoint",
     'snapshot': "the link comes up and the device reports all its"
                 " settings",
     'push': "the device announces new settings (a panel press, the end of"
@@ -724,6 +729,9 @@ TABLE = (
     ('set-leave', 'set',
      "the target is 0, and the device is off or runs a drying or auto"
      " session", None),
+    ('wish-hold', 'wish',
+     "a guard holds the device off and it is on, whatever it runs",
+     'off'),
     ('wish-setpoint', 'wish',
      "Klipper heats the device, which is on in always-on mode at another"
      " setpoint", 'setpoint'),
@@ -737,8 +745,9 @@ TABLE = (
      "anything else (the device already does it, or is not Klipper's)",
      None),
     ('snapshot-off-due', 'snapshot',
-     "Klipper is shut down, or a shutdown's off is unconfirmed and no"
-     " target was set since, and the device is on", 'off'),
+     "Klipper is shut down, a guard holds the device off, or a"
+     " shutdown's off is unconfirmed and no target was set since; and"
+     " the device is on", 'off'),
     ('snapshot-heat', 'snapshot',
      "the target is above 0 and Klipper heats the device (the owner has"
      " not taken it since the target was set)", 'heat'),
@@ -752,8 +761,9 @@ TABLE = (
      " started", 'off'),
     ('snapshot-leave', 'snapshot',
      "anything else (off, or a session started on the device)", None),
-    ('push-shutdown', 'push', "Klipper is shut down and the device is on",
-     'off'),
+    ('push-shutdown', 'push',
+     "Klipper is shut down or a guard holds the device off, and the"
+     " device is on", 'off'),
     ('push-no-target', 'push',
      "the device is on in always-on mode with no target", 'off'),
     ('push-yield', 'push',
@@ -767,9 +777,9 @@ TABLE = (
      " always-on mode, or runs a session Klipper started", 'off'),
     ('stop-leave', 'stop', "anything else", None),
     ('refused', 'dry, auto',
-     "the link is down, Klipper is shut down, the chamber heater has a"
-     " target, or (auto) the device is bound to no Klipper printer: a"
-     " G-code error", None),
+     "the link is down, Klipper is shut down, a guard holds the device"
+     " off, the chamber heater has a target, or (auto) the device is bound"
+     " to no Klipper printer: a G-code error", None),
     ('dry', 'dry', "otherwise", 'dry'),
     ('auto', 'auto', "otherwise", 'auto'),
     ('dry-stop', 'dry_stop', "a drying cycle runs", 'dry_stop'),
@@ -939,6 +949,10 @@ def _on_set(c):
 
 def _on_wish(c):
     view, wish = c.view, c.wish
+    if view is not None and wish.hold is not None and view.get(
+            'work_on', True):
+        c.end_session()
+        return c.tell('wish-hold', 'off')
     if view is None or c.memory.control != 'heat':
         return c.tell('wish-same')
     if wish.heat:
@@ -954,7 +968,7 @@ def _on_wish(c):
 def _on_snapshot(c):
     view, wish, memory = c.view, c.wish, c.memory
     _drying_news(c)
-    if not wish.heat and (wish.shutdown or memory.off_due):
+    if not wish.heat and (wish.off or memory.off_due):
         if view.get('work_on'):
             c.end_session()
             return c.tell('snapshot-off-due', 'off')
@@ -988,7 +1002,8 @@ def _on_push(c):
     _drying_news(c)
     if 'work_on' in settings and not (wish.shutdown and settings['work_on']):
         c.remember(off_due=False)   # seen off, or switched on since
-    if wish.shutdown and view.get('work_on'):
+    if wish.off and view.get('work_on'):
+        c.end_session()
         return c.tell('push-shutdown', 'off')
     _session_news(c)
     if heats_for_klipper(view) and not wish.heat:
@@ -1032,6 +1047,9 @@ def _refusal(c):
         return _not_connected(c)
     if c.wish.shutdown:
         return "Klipper is shut down; nothing was sent"
+    if c.wish.hold is not None:
+        return "Panda Breath is held off (%s); nothing was sent" % (
+            c.wish.hold,)
     if c.wish.target > 0.:
         return ("Panda Breath runs one mode at a time and the chamber heater"
                 " has target %.0f: turn it off first"
@@ -1117,6 +1135,373 @@ _DECIDE = {
     'dry_stop': _on_dry_stop, 'auto_off': _on_auto_off,
     'release': _on_release, 'unbind': _on_unbind,
 }
+
+
+######################################################################
+# Chamber loop: the device's thermostat as the inner loop
+######################################################################
+
+# The device regulates its outlet air, which reads above the chamber (4-9
+# C when steady, far more while warming).  With a chamber sensor the
+# module moves the device's setpoint instead: a PI loop on the chamber
+# that learns that gap.  Its pace is counted in updates, one per
+# setpoint_interval, so it behaves the same whatever the interval.
+LOOP_KP = 1.5           # setpoint degrees per degree the chamber lags
+LOOP_KI = .1            # share of the chamber's error learned per update
+LOOP_LEAD = 2.          # updates ahead the chamber's rise is projected
+LOOP_ZONE = 2.          # the gap is learned this close to the target,
+LOOP_STILL = .1         # or where the chamber moves less than this
+LOOP_GAP = 4.           # first guess of the gap
+LOOP_MAX_GAP = 20.
+SETPOINT_STEP = 1.5    # the setpoint moves once it is this far off
+STALL_UPDATES = 5       # at the device's maximum this many updates with
+STALL_RISE = .5         # the chamber rising less than this: a stall
+
+
+class ChamberLoop:
+    def __init__(self, interval):
+        self.interval = interval
+        self.gap = LOOP_GAP
+        self.setpoint = None
+        self.total = self.count = 0
+        self.means = collections.deque(maxlen=STALL_UPDATES + 1)
+        self.at_max = 0
+        self.next_time = 0.
+    def restart(self):
+        # A new target is acted on at the next reading; the gap stays
+        self.setpoint = None
+        self.total = self.count = 0
+        self.means.clear()
+        self.at_max = 0
+    def guess(self, target):
+        return device_temp(target + self.gap)
+    def update(self, eventtime, chamber, target):
+        """Take one chamber reading; the device setpoint to hold."""
+        self.total += chamber
+        self.count += 1
+        if self.setpoint is not None and eventtime < self.next_time:
+            return self.setpoint
+        mean = self.total / self.count
+        self.total = self.count = 0
+        self.next_time = eventtime + self.interval
+        rise = mean - self.means[-1] if self.means else 0.
+        self.means.append(mean)
+        error = target - mean
+        drive = LOOP_KP * (error - LOOP_LEAD * rise)
+        want = target + self.gap + drive
+        # Learn near the target, or where the chamber stays put: never
+        # while warming, nor past what the device can do (a frozen or
+        # far-off reading teaches the loop nothing).
+        pinned = ((want >= DEVICE_MAX_TEMP and error > 0.)
+                  or (want <= target and error < 0.))
+        if not pinned and (abs(error) < LOOP_ZONE or abs(rise) < LOOP_STILL):
+            self.gap = max(0., min(LOOP_MAX_GAP, self.gap + LOOP_KI * error))
+            want = target + self.gap + drive
+        want = max(round(target), min(DEVICE_MAX_TEMP, want))
+        if self.setpoint is None or abs(want - self.setpoint) >= SETPOINT_STEP:
+            self.setpoint = int(round(want))
+        self.at_max = self.at_max + 1 if self.setpoint >= DEVICE_MAX_TEMP \
+            else 0
+        return self.setpoint
+    def stalled(self, target):
+        """The chamber's mean if it stopped rising below the target with
+        the device held at its maximum, else None."""
+        means = self.means
+        if self.at_max <= STALL_UPDATES or len(means) <= STALL_UPDATES:
+            return None
+        if means[-1] - means[0] >= STALL_RISE or means[-1] >= target - 1.:
+            return None
+        return means[-1]
+
+
+######################################################################
+# Chamber: what the heater shows, and what may stop it
+######################################################################
+
+WATCH_TIME = 1.         # how often the chamber sensor and guards are read
+SENSOR_DEAD_TIME = 10.  # a sensor silent, or stuck on one value, this long
+GUARD_MARGIN = 5.       # a tripped guard resumes this far under its limit
+WAIT_MARGIN = 1.        # PANDA_BREATH_WAIT: this close to the target is there
+
+
+class SensorWatch:
+    """The readings of another Klipper temperature object.  Where it has
+    a sensor with a callback (temperature_sensor, heaters, fans), each
+    reading is seen as it is made, in whatever thread makes it, so a
+    sensor that stopped is told from a steady one: Klipper's
+    temperature_host stops for good after a read error while its status
+    keeps the last value.  Other objects are read from their status."""
+    def __init__(self, reactor, obj):
+        self.obj = obj
+        self.last = None            # (reactor time, temperature)
+        self.changed = None         # reactor time the value last changed
+        sensor = getattr(obj, 'sensor', None)
+        callback = getattr(obj, 'temperature_callback', None)
+        self.hooked = callback is not None and hasattr(sensor,
+                                                       'setup_callback')
+        if self.hooked:
+            def seen(read_time, temp):
+                self._note(reactor.monotonic(), temp)
+                callback(read_time, temp)
+            sensor.setup_callback(seen)
+    def _note(self, now, temp):
+        last = self.last
+        if last is None or last[1] != temp:
+            self.changed = now
+        self.last = (now, temp)
+    def reading(self, eventtime):
+        if not self.hooked:
+            temp = self.obj.get_status(eventtime).get('temperature')
+            if temp is not None:
+                self._note(eventtime, temp)
+        return self.last
+    def silence(self, eventtime, since):
+        """Why this sensor counts as dead, or None."""
+        heard = since if self.last is None else self.last[0]
+        if eventtime - heard > SENSOR_DEAD_TIME:
+            return "has not reported for %.0f s" % (eventtime - heard,)
+        return None
+    def stuck(self, eventtime):
+        if (self.hooked and self.changed is not None
+                and eventtime - self.changed > SENSOR_DEAD_TIME):
+            return "has read exactly %sC for %.0f s" % (
+                self.last[1], eventtime - self.changed)
+        return None
+
+
+def parse_guards(config):
+    guards = []
+    for line in (config.get('guard', None) or '').split('\n'):
+        if not line.strip():
+            continue
+        name, _, limit = line.rpartition(',')
+        try:
+            limit = float(limit)
+        except ValueError:
+            limit = None
+        if not name.strip() or limit is None or not 0. < limit < 200.:
+            raise config.error(
+                "Option 'guard' in section 'panda_breath': '%s' is not"
+                " '<Klipper object>, <max C>' (for example"
+                " 'temperature_sensor cavity, 70')" % (line.strip(),))
+        guards.append((name.strip(), limit))
+    return guards
+
+
+class Guard:
+    def __init__(self, name, limit, watch):
+        self.name, self.limit, self.watch = name, limit, watch
+        self.temp = None
+        self.why = None         # why it holds the device off
+    def check(self, eventtime, since):
+        reading = self.watch.reading(eventtime)
+        silent = self.watch.silence(eventtime, since)
+        if reading is not None:
+            self.temp = reading[1]
+        if silent is not None:
+            if self.why is None:
+                self.why = ("guard %s %s: the device is off until it reports"
+                            " again" % (self.name, silent))
+        elif self.temp is None:
+            pass
+        elif self.temp > self.limit:
+            if self.why is None:
+                self.why = ("guard %s at %.1fC is over its %gC limit: the"
+                            " device is off until it is %gC below it"
+                            % (self.name, self.temp, self.limit,
+                               GUARD_MARGIN))
+        elif self.why is not None and self.temp <= self.limit - GUARD_MARGIN:
+            self.why = None
+            return "guard %s is back to %.1fC" % (self.name, self.temp)
+        return None
+
+
+class Chamber:
+    """The chamber heater's reading and setpoint: the device's own
+    reading (plus temperature_offset), or a chamber sensor with the
+    loop; and what holds the device off: guards, a failed chamber
+    sensor.  A hold turns the device off whatever it runs and puts
+    Klipper's target to 0 (so verify_heater waits and M191 returns),
+    and gives the target back when it clears."""
+    def __init__(self, breath, config):
+        self.breath = breath
+        self.printer = breath.printer
+        self.reactor = breath.reactor
+        self.sensor_name = config.get('chamber_sensor', None)
+        offset = config.getfloat('temperature_offset', None, minval=-20.,
+                                 maxval=20.)
+        if self.sensor_name is not None and offset is not None:
+            raise config.error(
+                "Options 'chamber_sensor' and 'temperature_offset' in"
+                " section 'panda_breath' cannot both be set: with a chamber"
+                " sensor the module finds the device's offset itself")
+        self.offset = offset or 0.
+        self.loop = None
+        if self.sensor_name is not None:
+            self.loop = ChamberLoop(config.getfloat(
+                'setpoint_interval', 60., minval=1., maxval=600.))
+        self.guard_specs = parse_guards(config)
+        self.watch = None
+        self.guards = []
+        self.temperature = None     # the chamber sensor's last reading
+        self.seen = None
+        self.failed = None          # why the chamber sensor failed
+        self.resume = 0.            # the target a hold put off
+        self.stall = None
+        self.started = 0.
+        breath.gcode.register_command('PANDA_BREATH_WAIT',
+                                      self.cmd_PANDA_BREATH_WAIT,
+                                      desc=self.cmd_PANDA_BREATH_WAIT_help)
+    def _watch(self, option, name, watches):
+        obj = self.printer.lookup_object(name, None)
+        if obj is None or not hasattr(obj, 'get_status') or obj is \
+                self.breath.heater:
+            raise self.printer.config_error(
+                "Option '%s' in section 'panda_breath': '%s' is not a Klipper"
+                " temperature sensor (for example 'temperature_sensor"
+                " cavity')" % (option, name))
+        if name not in watches:
+            watches[name] = SensorWatch(self.reactor, obj)
+        return watches[name]
+    def connect(self):
+        watches = {}
+        if self.sensor_name is not None:
+            self.watch = self._watch('chamber_sensor', self.sensor_name,
+                                     watches)
+        self.guards = [Guard(name, limit, self._watch('guard', name,
+                                                      watches))
+                       for name, limit in self.guard_specs]
+        if self.watch is not None or self.guards:
+            self.started = self.reactor.monotonic()
+            self.reactor.register_timer(self._tick, self.reactor.NOW)
+    # What the heater shows and what the device holds
+    def shows_device(self):
+        return self.watch is None
+    def shown(self, device_reading):
+        return device_reading + self.offset
+    def max_target(self):
+        return DEVICE_MAX_TEMP + self.offset
+    def setpoint(self, target):
+        if self.loop is None:
+            return device_temp(target - self.offset)
+        if self.loop.setpoint is None:
+            return self.loop.guess(target)
+        return self.loop.setpoint
+    def hold(self):
+        for guard in self.guards:
+            if guard.why is not None:
+                return guard.why
+        return self.failed
+    # Klipper's target
+    def target_set(self, target):
+        """The target Klipper may keep: 0 while a hold lasts (it gets the
+        target back when the hold clears)."""
+        self.stall = None
+        hold = self.hold()
+        if target > 0. and hold is not None:
+            self.resume = target
+            self.breath.respond("%s; chamber target %.0f waits for it"
+                                % (hold, target))
+            return 0.
+        self.resume = 0.
+        if target > 0. and self.loop is not None:
+            self.loop.restart()
+            if self.temperature is not None:
+                self.loop.update(self.reactor.monotonic(),
+                                 self.temperature, target)
+        return target
+    # The chamber sensor and the guards, once a second
+    def _tick(self, eventtime):
+        before = self.hold()
+        for guard in self.guards:
+            back = guard.check(eventtime, self.started)
+            if back is not None:
+                self.breath.respond(back)
+        if self.watch is not None:
+            self._check_chamber(eventtime)
+        self._held(before, self.hold())
+        if self.watch is not None and self.failed is None:
+            self._follow_chamber(eventtime)
+        return eventtime + WATCH_TIME
+    def _check_chamber(self, eventtime):
+        reading = self.watch.reading(eventtime)
+        problem = (self.watch.silence(eventtime, self.started)
+                   or self.watch.stuck(eventtime))
+        sensor = self.breath.sensor
+        if problem is None and reading is not None and not (
+                sensor.min_temp <= reading[1] <= sensor.max_temp):
+            problem = ("reads %.1fC, outside the chamber heater's range %g"
+                       " to %g" % (reading[1], sensor.min_temp,
+                                   sensor.max_temp))
+        if problem is None:
+            self.failed = None
+        elif self.failed is None:
+            self.failed = ("chamber sensor %s %s: the chamber heater is off"
+                           " until it reads again" % (self.sensor_name,
+                                                       problem))
+    def _held(self, before, hold):
+        if hold == before:
+            return
+        self.breath.tell('wish')
+        if hold is not None:
+            self.breath.respond(hold)
+        if before is None:
+            target = self.breath.target
+            if target > 0.:
+                self.breath.set_target(0.)
+                self.resume = target
+        elif hold is None and self.resume > 0.:
+            target, self.resume = self.resume, 0.
+            self.breath.respond("chamber target %.0f again" % (target,))
+            self.breath.set_target(target)
+    def _follow_chamber(self, eventtime):
+        reading = self.watch.last
+        if reading is None or reading[0] == self.seen:
+            return
+        self.seen, self.temperature = reading
+        self.breath.deliver_chamber(eventtime, self.temperature)
+        target = self.breath.target
+        if target <= 0. or self.hold() is not None:
+            return
+        setpoint = self.loop.setpoint
+        if self.loop.update(eventtime, self.temperature, target) != setpoint:
+            self.breath.tell('wish')
+        stalled = self.loop.stalled(target)
+        if stalled is not None and self.stall is None:
+            lowered = max(1, int(math.floor(stalled)))
+            self.breath.respond(
+                "the chamber stopped rising at %.1fC with the device at its"
+                " maximum (%dC): chamber target %.0f lowered to %d, the most"
+                " it reaches, so the print goes on"
+                % (stalled, DEVICE_MAX_TEMP, target, lowered))
+            self.breath.set_target(lowered)
+            self.stall = stalled        # set_target cleared it
+    cmd_PANDA_BREATH_WAIT_help = (
+        "Wait until the chamber heater is within 1C of its target; ends"
+        " when the target is lowered to what the chamber reaches (M191)")
+    def cmd_PANDA_BREATH_WAIT(self, gcmd):
+        heater = self.breath.heater
+        if heater is None:
+            raise gcmd.error("Panda Breath has no chamber heater to wait"
+                             " for")
+        eventtime = self.reactor.monotonic()
+        while not self.printer.is_shutdown():
+            temp, target = heater.get_temp(eventtime)
+            if target <= 0. or temp >= target - WAIT_MARGIN:
+                return
+            eventtime = self.reactor.pause(eventtime + 1.)
+    def get_status(self):
+        return {
+            'chamber_sensor': self.sensor_name,
+            'chamber_temperature': self.temperature,
+            'chamber_failed': self.failed,
+            'temperature_offset': self.offset,
+            'guards': {g.name: {'limit': g.limit, 'temperature': g.temp,
+                                'tripped': g.why is not None}
+                       for g in self.guards},
+            'held': self.hold(),
+            'stalled_at': self.stall,
+        }
 
 
 ######################################################################
@@ -1235,14 +1620,9 @@ class PandaBreath:
         self.report = {}
         self.reading = None
         self.reading_time = self.delivered_time = -999.
-        self.last_error = None
         self.reconnects = 0
-        self.log_times = {}
-        self.link_log_times = collections.deque()
-        self.link_log_skipped = 0
-        self.events = []
-        self.events_lock = threading.Lock()
-        self.events_pending = False
+        self.log = LinkLog(self.reactor)
+        self.handover = Handover(self.reactor, self._link_event)
         self.hold_timer = None
         self.gcode = printer.lookup_object('gcode')
         pheaters = printer.load_object(config, 'heaters')
@@ -1257,6 +1637,7 @@ class PandaBreath:
                                     self.cmd_PANDA_BREATH_STATUS,
                                     desc=self.cmd_PANDA_BREATH_STATUS_help)
         self.modes = DeviceModes(self)
+        self.chamber = Chamber(self, config)
     # Klipper objects
     def _make_sensor(self, config):
         if self.sensor is not None:
@@ -1286,6 +1667,12 @@ class PandaBreath:
             logging.info("panda_breath: no [heater_generic] uses"
                          " sensor_type panda_breath: running without a"
                          " Klipper heater")
+            if self.chamber.sensor_name is not None:
+                raise self.printer.config_error(
+                    "Option 'chamber_sensor' in section 'panda_breath' needs"
+                    " the [heater_generic] section with sensor_type:"
+                    " panda_breath")
+            self.chamber.connect()
             self._start_link()
             return
         if self.sensor is None or self.pin is None:
@@ -1301,11 +1688,12 @@ class PandaBreath:
                 self.gcode.register_command(
                     name, self._then_check(name, handler),
                     desc=self.gcode.get_command_help().get(name))
+        self.chamber.connect()
         self._start_link()
     def _start_link(self):
         self.hold_timer = self.reactor.register_timer(
             self._hold_reading, self.reactor.NOW)
-        self.link = DeviceLink(self.url, self._notify, self.options)
+        self.link = DeviceLink(self.url, self.handover.put, self.options)
         self.link.start()
         PandaBreath.current = self
     def _handle_shutdown(self):
@@ -1333,8 +1721,8 @@ class PandaBreath:
     # What the device is told
     def wish(self):
         expired = self.pin is not None and self.pin.expired
-        return Wish(self.target, device_temp(self.target), self.shutdown,
-                    expired)
+        return Wish(self.target, self.chamber.setpoint(self.target),
+                    self.shutdown, expired, self.chamber.hold())
     def tell(self, kind, settings=None, params=None, send=True):
         report = self.report if self.connected else None
         decision = decide(self.wish(), report, self.memory,
@@ -1358,56 +1746,39 @@ class PandaBreath:
     def _respond(self, msg):
         logging.info(msg)
         self.gcode.respond_info(msg)
-    # Events from the link thread, handed to the reactor
-    def _notify(self, kind, *args):
-        # One reactor callback at a time takes what the link thread queued
-        # meanwhile, updates merged into one: a device flooding the link
-        # cannot back up Klipper's reactor.
-        with self.events_lock:
-            events = self.events
-            if kind == 'update' and events and events[-1][0] == 'update':
-                settings = merge_settings(events[-1][1][0], args[0])
-                events[-1] = (kind, (settings,) + args[1:])
-            elif kind != 'error' or ('error', args) not in events:
-                events.append((kind, args))
-            if self.events_pending:
-                return
-            self.events_pending = True
-        self.reactor.register_async_callback(self._link_events)
-    def _link_events(self, eventtime):
-        with self.events_lock:
-            events, self.events = self.events, []
-            self.events_pending = False
-        for kind, args in events:
-            if self.link is None:
-                return
-            if kind == 'up':
-                self._link_up(eventtime, args[0])
-            elif kind == 'update':
-                self._update(eventtime, args[0])
-            elif kind == 'down':
-                self._link_down(args[0])
-            elif kind == 'error':
-                self._note_error(args[0], args[1])
+    def respond(self, text):
+        self._respond("Panda Breath: " + text)
+    # Events from the link thread, on the reactor
+    def _link_event(self, eventtime, kind, args):
+        if self.link is None:
+            return
+        if kind == 'up':
+            self._link_up(eventtime, args[0])
+        elif kind == 'update':
+            self._update(eventtime, args[0])
+        elif kind == 'down':
+            self._link_down(args[0])
+        elif kind == 'error':
+            self.log.error(args[0], args[1])
     def _link_up(self, eventtime, settings):
         self.connected = True
         self.report = dict(settings)
         self.report.setdefault('printer', {})
-        self._log_link("connected to %s (firmware %s)"
-                       % (self.url, settings.get('fw_version', '?')))
+        self.log.link("connected to %s (firmware %s)"
+                      % (self.url, settings.get('fw_version', '?')))
         self.modes.track(eventtime, settings)
         self.tell('snapshot', settings)
         self._observe(eventtime, settings)
     def _link_down(self, reason):
         if self.connected:
             self.reconnects += 1
-            self._log_link("link to %s lost: %s" % (self.url, reason))
+            self.log.link("link to %s lost: %s" % (self.url, reason))
             # Once per loss: each failed retry restarting it would put
             # off the held reading for as long as retries keep failing.
             self.reactor.update_timer(self.hold_timer, self.reactor.NOW)
             self.connected = False
             self.tell('down')
-        self._note_error('link', reason)
+        self.log.error('link', reason)
     def _update(self, eventtime, settings):
         printer = settings.pop('printer', None)
         if printer:
@@ -1436,33 +1807,21 @@ class PandaBreath:
             self._deliver(eventtime)
             # Readings flow: no timer wakes Klipper while they do.
             self.reactor.update_timer(self.hold_timer, self.reactor.NEVER)
-    def _log_link(self, text):
-        # A device that keeps dropping the link would fill klippy.log
-        now = self.reactor.monotonic()
-        times = self.link_log_times
-        while times and times[0] <= now - LOG_REPEAT_TIME:
-            times.popleft()
-        if len(times) >= LINK_LOG_BURST:
-            self.link_log_skipped += 1
-            return
-        if self.link_log_skipped:
-            text += " (%d link changes not logged)" % (self.link_log_skipped,)
-            self.link_log_skipped = 0
-        times.append(now)
-        logging.info("panda_breath: %s", text)
-    def _note_error(self, kind, text):
-        self.last_error = text
-        now = self.reactor.monotonic()
-        if now < self.log_times.get(kind, -LOG_REPEAT_TIME):
-            return
-        self.log_times[kind] = now + LOG_REPEAT_TIME
-        logging.warning("panda_breath: %s", text)
     # Readings
     def _deliver(self, eventtime):
         self.delivered_time = eventtime
-        if self.sensor is not None and not self.shutdown:
+        if (self.sensor is not None and not self.shutdown
+                and self.chamber.shows_device()):
             read_time = self.mcu.estimated_print_time(eventtime)
-            self.sensor.deliver(read_time, self.reading)
+            self.sensor.deliver(read_time, self.chamber.shown(self.reading))
+    def deliver_chamber(self, eventtime, temp):
+        # The chamber sensor's reading is the heater's while the device
+        # is heard (or its last reading held, as above): a device that
+        # stays away still ends in Klipper's verify_heater.
+        if (self.sensor is not None and not self.shutdown
+                and eventtime - self.reading_time <= self.stale_grace):
+            read_time = self.mcu.estimated_print_time(eventtime)
+            self.sensor.deliver(read_time, temp)
     def _hold_reading(self, eventtime):
         # Runs while readings are missing (before the first one and while
         # the link is down).  Holds the last reading for stale_grace so a
@@ -1493,19 +1852,27 @@ class PandaBreath:
         target = self.heater.get_temp(self.reactor.monotonic())[1]
         if said or target != self.target:
             self._target_set(target)
+    def set_target(self, target):
+        self.heater.set_temp(target)
+        self._check_target(True)
     def _target_set(self, target):
-        if target > DEVICE_MAX_TEMP:
+        most = self.chamber.max_target()
+        if target > most:
             # The device never passes its maximum: waiting for more would
             # end the print in verify_heater, so Klipper's own target
             # becomes what the device can reach.
-            self._respond("Panda Breath: chamber target %.0f lowered to %d,"
-                          " the most the device holds"
-                          % (target, DEVICE_MAX_TEMP))
-            self.heater.set_temp(DEVICE_MAX_TEMP)
-            target = DEVICE_MAX_TEMP
+            self.respond("chamber target %.0f lowered to %g, the most the"
+                         " device holds" % (target, most))
+            self.heater.set_temp(most)
+            target = most
+        kept = self.chamber.target_set(target)
+        if kept != target:
+            self.heater.set_temp(kept)
+            target = kept
         self.target = target
         set_temp = device_temp(target)
-        if target > 0. and set_temp != target and self.clamp_warned != target:
+        if (target > 0. and set_temp != target and self.clamp_warned != target
+                and self.chamber.shows_device() and not self.chamber.offset):
             self.clamp_warned = target
             self._respond("Panda Breath: target %.1f sent as %d (the device"
                           " accepts whole degrees 0-%d)"
@@ -1520,7 +1887,11 @@ class PandaBreath:
         view.update(self.memory.sent)
         wish = self.wish()
         printer = self.report.get('printer', {})
-        return {
+        chamber = self.chamber
+        shown = chamber.temperature
+        if chamber.shows_device() and self.reading is not None:
+            shown = chamber.shown(self.reading)
+        status = {
             'connected': self.connected,
             'firmware': self.report.get('fw_version'),
             # The device confirms no write: work_on, work_mode and
@@ -1534,10 +1905,14 @@ class PandaBreath:
                          if k in self.report},
             'sent': dict(self.memory.sent),
             'target': wish.target if wish.heat else 0.,
-            'temperature': self.reading,
+            # what Klipper's chamber heater shows, and the device's side
+            'temperature': shown,
+            'device_temperature': self.reading,
+            'device_target': (set_temp_of(view) if heats_for_klipper(view)
+                              else None),
             'reading_age': age,
             'stale': age is None or age > 2 * REPORT_TIME,
-            'last_error': self.last_error,
+            'last_error': self.log.last_error,
             'reconnects': self.reconnects,
             'session': ('klipper' if self.memory.session else 'device'
                         if session_of(view) else None),
@@ -1547,32 +1922,113 @@ class PandaBreath:
                         if self.report.get('printer_type')
                         == KLIPPER_PRINTER else None),
         }
+        status.update(chamber.get_status())
+        return status
     cmd_PANDA_BREATH_STATUS_help = "Report the Panda Breath link and state"
     def cmd_PANDA_BREATH_STATUS(self, gcmd):
-        st = self.get_status(self.reactor.monotonic())
-        if not st['connected']:
-            link = "not connected (%s)" % (st['last_error'] or 'connecting',)
-        else:
-            link = "connected, firmware %s" % (st['firmware'],)
-        if st['temperature'] is None:
-            reading = "no reading yet"
-        else:
-            reading = "%.0fC %s %.1fs ago" % (
-                st['temperature'], 'held' if st['stale'] else 'read',
-                st['reading_age'])
-        state = "off"
-        if st['work_on']:
-            state = "on, %s, set %s" % (st['work_mode'], st['set_temp'])
-        if st['drying_minutes_left'] is not None:
-            state += ", %d min left" % (st['drying_minutes_left'],)
-        if st['binding'] is not None:
-            state += ", link to this printer %s" % (st['binding'],)
-        if st['sent']:
-            state += " (as written; the device confirms nothing)"
-        gcmd.respond_info("Panda Breath %s: %s; device %s; %s;"
-                          " Klipper target %.0f; reconnects %d"
-                          % (self.host, link, state, reading, st['target'],
-                             st['reconnects']))
+        gcmd.respond_info(status_line(
+            self.host, self.get_status(self.reactor.monotonic())))
+
+
+def status_line(host, st):
+    """PANDA_BREATH_STATUS's one line, from get_status()."""
+    if not st['connected']:
+        link = "not connected (%s)" % (st['last_error'] or 'connecting',)
+    else:
+        link = "connected, firmware %s" % (st['firmware'],)
+    if st['device_temperature'] is None:
+        reading = "no reading yet"
+    else:
+        reading = "%.0fC %s %.1fs ago" % (
+            st['device_temperature'], 'held' if st['stale'] else 'read',
+            st['reading_age'])
+    if st['chamber_sensor'] is not None:
+        chamber = st['chamber_temperature']
+        reading = "chamber %s (%s), device %s" % (
+            "no reading yet" if chamber is None else "%.1fC" % chamber,
+            st['chamber_failed'] or st['chamber_sensor'], reading)
+    elif st['temperature_offset']:
+        reading = "device %s, shown with offset %+g" % (
+            reading, st['temperature_offset'])
+    for name, guard in sorted(st['guards'].items()):
+        reading += "; guard %s %s (limit %gC)" % (
+            name, "no reading" if guard['temperature'] is None
+            else "%.1fC" % guard['temperature'], guard['limit'])
+    if st['held'] is not None:
+        reading += "; held off: %s" % (st['held'],)
+    state = "off"
+    if st['work_on']:
+        state = "on, %s, set %s" % (st['work_mode'], st['set_temp'])
+    if st['drying_minutes_left'] is not None:
+        state += ", %d min left" % (st['drying_minutes_left'],)
+    if st['binding'] is not None:
+        state += ", link to this printer %s" % (st['binding'],)
+    if st['sent']:
+        state += " (as written; the device confirms nothing)"
+    return ("Panda Breath %s: %s; device %s; %s; Klipper target %.0f;"
+            " reconnects %d" % (host, link, state, reading, st['target'],
+                                st['reconnects']))
+
+
+class LinkLog:
+    """klippy.log lines of the link, rate-limited: a device that keeps
+    dropping the link, or sending garbage, would fill the log."""
+    def __init__(self, reactor):
+        self.reactor = reactor
+        self.last_error = None
+        self.times = collections.deque()
+        self.skipped = 0
+        self.error_times = {}
+    def link(self, text):
+        now = self.reactor.monotonic()
+        times = self.times
+        while times and times[0] <= now - LOG_REPEAT_TIME:
+            times.popleft()
+        if len(times) >= LINK_LOG_BURST:
+            self.skipped += 1
+            return
+        if self.skipped:
+            text += " (%d link changes not logged)" % (self.skipped,)
+            self.skipped = 0
+        times.append(now)
+        logging.info("panda_breath: %s", text)
+    def error(self, kind, text):
+        self.last_error = text
+        now = self.reactor.monotonic()
+        if now < self.error_times.get(kind, -LOG_REPEAT_TIME):
+            return
+        self.error_times[kind] = now + LOG_REPEAT_TIME
+        logging.warning("panda_breath: %s", text)
+
+
+class Handover:
+    """Events from the link thread to one reactor callback at a time,
+    which takes all that queued meanwhile, updates merged into one: a
+    device flooding the link cannot back up Klipper's reactor."""
+    def __init__(self, reactor, handle):
+        self.reactor = reactor
+        self.handle = handle
+        self.events = []
+        self.lock = threading.Lock()
+        self.pending = False
+    def put(self, kind, *args):
+        with self.lock:
+            events = self.events
+            if kind == 'update' and events and events[-1][0] == 'update':
+                settings = merge_settings(events[-1][1][0], args[0])
+                events[-1] = (kind, (settings,) + args[1:])
+            elif kind != 'error' or ('error', args) not in events:
+                events.append((kind, args))
+            if self.pending:
+                return
+            self.pending = True
+        self.reactor.register_async_callback(self._take)
+    def _take(self, eventtime):
+        with self.lock:
+            events, self.events = self.events, []
+            self.pending = False
+        for kind, args in events:
+            self.handle(eventtime, kind, args)
 
 
 def config_host(config):
@@ -1634,7 +2090,8 @@ class DeviceModes:
     def _tell(self, gcmd, kind, **params):
         breath = self.breath
         breath._check_target()
-        params.update(heater=breath.heater_name, link_error=breath.last_error)
+        params.update(heater=breath.heater_name,
+                      link_error=breath.log.last_error)
         decision = breath.tell(kind, params=params)
         if decision.refused is not None:
             raise gcmd.error(decision.refused)

@@ -11,6 +11,7 @@ import pathlib
 import re
 import shlex
 import socket
+import tempfile
 import textwrap
 
 import pytest
@@ -100,6 +101,13 @@ def render(fileconfig):
     return out.getvalue()
 
 
+def sensor_file():
+    """A /sys-style temperature file (35 C) for temperature_host."""
+    path = pathlib.Path(tempfile.gettempdir()) / "panda-docs-sensor"
+    path.write_text("  35000\n")
+    return path
+
+
 def snippet_config(block, port):
     """The snippet as a printer.cfg on loopback.  A snippet that shows
     only some sections is laid over the shipped config, as a user would
@@ -117,6 +125,11 @@ def snippet_config(block, port):
     if config.has_section("panda_breath"):
         config.set("panda_breath", "host", "127.0.0.1")
         config.set("panda_breath", "port", str(port))
+    for section in config.sections():
+        # a /sys file this machine may not have: one the test writes
+        if config.get(section, "sensor_type", fallback="") == \
+                "temperature_host":
+            config.set(section, "sensor_path", str(sensor_file()))
     return render(config)
 
 
@@ -384,6 +397,9 @@ def test_slugs_match_github():
 
 # --- the option table -------------------------------------------------------
 
+REQUIRED = object()
+
+
 def module_options():
     """{option: (default, minval, maxval)} as PandaBreath reads them; a
     bound that is another option is given by that option's name."""
@@ -416,9 +432,11 @@ def module_options():
                 and node.args and isinstance(node.args[0], ast.Constant)):
             continue
         kw = {k.arg: k.value for k in node.keywords}
-        default = node.args[1] if len(node.args) > 1 else None
-        options[node.args[0].value] = (
-            value(default), value(kw.get("minval")), value(kw.get("maxval")))
+        default = value(node.args[1]) if len(node.args) > 1 else REQUIRED
+        name = node.args[0].value
+        assert name not in options, "option %s is read twice" % (name,)
+        options[name] = (
+            default, value(kw.get("minval")), value(kw.get("maxval")))
     return options
 
 
@@ -441,8 +459,10 @@ def test_every_module_option_is_documented_with_default_and_bounds():
     assert set(options) == set(rows)
     for name, (default, minval, maxval) in options.items():
         default_cell, allowed = rows[name]
-        if default is None:
+        if default is REQUIRED:
             assert "required" in default_cell, name
+        elif default is None:
+            assert "unset" in default_cell, name
         else:
             assert "`%s`" % (shown(default),) in default_cell, name
         if minval is not None:
@@ -496,13 +516,29 @@ def quote_matches(quote, message):
     return match(0, 0)
 
 
+# The module's console lines are whole strings, or go through say() and
+# respond(), which put "Panda Breath: " in front.
+PREFIXED = ("say", "respond")
+
+
 def module_messages():
     import ast
     tree = ast.parse((ROOT / "klipper" / "extras" /
                       "panda_breath.py").read_text())
-    return [node.value for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str)
-            and node.value.lower().startswith("panda")]
+    found = [node.value for node in ast.walk(tree)
+             if isinstance(node, ast.Constant) and isinstance(node.value, str)
+             and node.value.lower().startswith("panda")]
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and node.args
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in PREFIXED):
+            text = node.args[0]
+            if isinstance(text, ast.BinOp):
+                text = text.left
+            if isinstance(text, ast.Constant) and isinstance(text.value,
+                                                             str):
+                found.append("Panda Breath: " + text.value)
+    return found
 
 
 def quoted_messages():
