@@ -7,11 +7,12 @@ import shutil
 from realklipper.trees import MODULE
 
 # Calls through which an extra hands Klipper a callback to run on the
-# reactor thread.
+# reactor thread (setup_callback: a Klipper sensor's readings).
 REGISTERS = ("register_timer", "register_callback", "register_async_callback",
              "register_fd", "register_event_handler", "register_command",
              "register_mux_command", "register_endpoint",
-             "register_mux_endpoint", "register_output_handler")
+             "register_mux_endpoint", "register_output_handler",
+             "setup_callback")
 
 STALL_HOOK = '''
 
@@ -72,25 +73,29 @@ def without_method(source, name):
     return "".join(lines)
 
 
-def reactor_callbacks(tree):
-    """Names of the methods the module hands Klipper as reactor callbacks
-    (self.NAME passed to a register_* call), and get_status."""
-    names = {"get_status"}
+def reactor_callbacks(tree, registers=REGISTERS):
+    """Names of the functions the module hands Klipper as callbacks
+    through the calls named registers (self.NAME, or a local function
+    NAME), and get_status when registers is every one."""
+    names = {"get_status"} if registers == REGISTERS else set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)\
-                and node.func.attr in REGISTERS:
+                and node.func.attr in registers:
             for arg in list(node.args) + [k.value for k in node.keywords]:
                 if isinstance(arg, ast.Attribute) and isinstance(
                         arg.value, ast.Name) and arg.value.id == "self":
                     names.add(arg.attr)
+                elif isinstance(arg, ast.Name):
+                    names.add(arg.id)
     return names
 
 
-def with_stall_hook(source):
-    """(edited source, hooked method names): every reactor callback of the
-    module starts by calling the stall hook (STALL_HOOK)."""
+def with_stall_hook(source, registers=REGISTERS):
+    """(edited source, hooked function names): every callback the module
+    hands Klipper through registers starts by calling the stall hook
+    (STALL_HOOK)."""
     tree = ast.parse(source)
-    names = reactor_callbacks(tree)
+    names = reactor_callbacks(tree, registers)
     lines = source.splitlines(keepends=True)
     hooked = []
     for node in ast.walk(tree):

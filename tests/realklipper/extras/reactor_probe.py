@@ -5,8 +5,9 @@
 #    check of the tests.  Loaded before the module, the probe wraps the
 #    entry points through which Klipper calls an extra on the reactor
 #    thread (reactor timers, callbacks, async callbacks and fds, G-code
-#    commands, event handlers, webhooks endpoints, output handlers, and
-#    the get_status of the extra's printer objects).  Each call whose
+#    commands, event handlers, webhooks endpoints, output handlers, the
+#    setup_callback of Klipper's temperature sensors, and the get_status
+#    of the extra's printer objects).  Each call whose
 #    function comes from the module's file (panda_breath.py) is timed:
 #    its wall time, less the time the reactor thread waited on a CPU run
 #    queue (Linux schedstat), less the time it waited off CPU while the
@@ -184,7 +185,8 @@ class Holds:
         self.segment = None
         wall = end - start
         cpu -= cpu0
-        queued = max((queued - queued0) * NS, 0.)
+        # (the scheduler's clock and CLOCK_MONOTONIC differ by a few %)
+        queued = min(max((queued - queued0) * NS, 0.), max(wall - cpu, 0.))
         # off CPU and not runnable: sleeps, blocking calls, GIL waits
         off = max(wall - cpu - queued, 0.)
         waited = 0.
@@ -325,7 +327,10 @@ class ReactorProbe:
                     kw[where] = timed(kw[where])
             return real(*args, **kw)
         register._probe_timed = True
-        setattr(obj, method, register)
+        try:
+            setattr(obj, method, register)
+        except AttributeError:  # __slots__: what it registers goes untimed
+            pass
 
     def _instrument(self):
         reactor = self.reactor
@@ -369,15 +374,21 @@ class ReactorProbe:
 
     def _connect(self):
         self._time_status()
-        # Note each reading the module's sensor gives its heater: hand
-        # the sensor (Klipper's setup_callback) a wrapper of the heater's
-        # callback.
         for _, obj in self.printer.lookup_objects():
             sensor = getattr(obj, "sensor", None)
-            callback = getattr(obj, "temperature_callback", None)
             setup = getattr(sensor, "setup_callback", None)
-            if callback is not None and setup is not None \
-                    and is_module_code(setup):
+            if setup is None:
+                continue
+            if not is_module_code(setup):
+                # Klipper's sensors: the module may hook their readings
+                # (setup_callback), which then run its code
+                self._wrap(sensor, "setup_callback", 0, "callback")
+                continue
+            # Note each reading the module's sensor gives its heater: hand
+            # the sensor (Klipper's setup_callback) a wrapper of the
+            # heater's callback.
+            callback = getattr(obj, "temperature_callback", None)
+            if callback is not None:
                 setup(self._noting(callback))
 
     def _noting(self, callback):
