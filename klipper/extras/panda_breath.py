@@ -1173,8 +1173,6 @@ class ChamberLoop:
         self.total = self.count = 0
         self.means.clear()
         self.at_max = 0
-    def guess(self, target):
-        return device_temp(target + self.gap)
     def update(self, eventtime, chamber, target):
         """Take one chamber reading; the device setpoint to hold."""
         self.total += chamber
@@ -1385,7 +1383,7 @@ class Chamber:
         if self.loop is None:
             return device_temp(target - self.offset)
         if self.loop.setpoint is None:
-            return self.loop.guess(target)
+            return DEVICE_MAX_TEMP      # not read yet: as for a cold chamber
         return self.loop.setpoint
     def hold(self):
         for guard in self.guards:
