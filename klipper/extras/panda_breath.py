@@ -1411,13 +1411,11 @@ class Chamber:
     # The chamber sensor and the guards, once a second
     def _tick(self, eventtime):
         before = self.hold()
-        for guard in self.guards:
-            back = guard.check(eventtime, self.started)
-            if back is not None:
-                self.breath.respond(back)
+        news = [guard.check(eventtime, self.started)
+                for guard in self.guards]
         if self.watch is not None:
-            self._check_chamber(eventtime)
-        self._held(before, self.hold())
+            news.append(self._check_chamber(eventtime))
+        self._held(before, self.hold(), [n for n in news if n])
         if self.watch is not None and self.failed is None:
             self._follow_chamber(eventtime)
         return eventtime + WATCH_TIME
@@ -1432,26 +1430,34 @@ class Chamber:
                        " to %g" % (reading[1], sensor.min_temp,
                                    sensor.max_temp))
         if problem is None:
-            self.failed = None
+            if self.failed is not None:
+                self.failed = None
+                return "chamber sensor %s reads again" % (self.sensor_name,)
         elif self.failed is None:
             self.failed = ("chamber sensor %s %s: the chamber heater is off"
                            " until it reads again" % (self.sensor_name,
                                                        problem))
-    def _held(self, before, hold):
-        if hold == before:
-            return
-        self.breath.tell('wish')
+    def _held(self, before, hold, news):
+        # One console line when a hold starts, one when it ends
+        if hold != before:
+            self.breath.tell('wish')
         if hold is not None:
-            self.breath.respond(hold)
-        if before is None:
-            target = self.breath.target
-            if target > 0.:
+            for line in news:
+                self.breath.respond(line)
+            if hold != before:
+                self.breath.respond(hold)
+            if before is None and self.breath.target > 0.:
+                target = self.breath.target
                 self.breath.set_target(0.)
                 self.resume = target
-        elif hold is None and self.resume > 0.:
+        elif before is not None:
+            line = "; ".join(news) or "the device may heat again"
             target, self.resume = self.resume, 0.
-            self.breath.respond("chamber target %.0f again" % (target,))
-            self.breath.set_target(target)
+            if target > 0.:
+                line += ": chamber target %.0f again" % (target,)
+            self.breath.respond(line)
+            if target > 0.:
+                self.breath.set_target(target)
     def _follow_chamber(self, eventtime):
         reading = self.watch.last
         if reading is None or reading[0] == self.seen:
