@@ -104,6 +104,32 @@ def test_without_a_heater_the_sensor_waits_for_one(cli):
     assert back == full
 
 
+def test_a_set_aside_sensor_stays_aside_beside_an_offset(cli):
+    """The owner set temperature_offset meanwhile: chamber_sensor beside
+    it stops Klipper, so it is not put back."""
+    text = ("[panda_breath]\nhost: h\n# needs the heater: chamber_sensor: "
+            "temperature_sensor cavity\ntemperature_offset: -6\n")
+    new, _ = cli.cavity_options(text, options(cli, text), True, True)
+    assert "# needs the heater: chamber_sensor:" in new
+    assert cli.Config(new, "test").chamber_sensor is None
+
+
+def test_only_a_guard_says_only_that(cli):
+    text = "[panda_breath]\nhost: h\n"
+    new, _ = cli.cavity_options(text, {}, True, False)
+    assert new == text + ("# The device stays off while the printer's "
+                          "cavity is over 70C.\nguard:\n"
+                          "  temperature_sensor cavity, 70\n")
+
+
+def test_only_panda_breaths_chamber_sensor_is_set_aside(cli):
+    text = ("[panda_breath]\nhost: h\nchamber_sensor: temperature_sensor a"
+            "\n\n[other]\nchamber_sensor: x\n")
+    new, _ = cli.cavity_options(text, options(cli, text), False, False)
+    assert new == text.replace("h\nchamber", "h\n# needs the heater: "
+                               "chamber")
+
+
 # setup and cavity on a printer's config folder
 
 @pytest.fixture
