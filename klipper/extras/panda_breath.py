@@ -272,6 +272,36 @@ def auto_frames(target, heat_at, fan_at, fw_version=None):
             setting_frame('work_on', True)]
 
 
+# The frames the panda-breath command sends to bind the device.
+def printer_type_frame(kind):
+    """Set the printer type (1 Bambu, 2 Klipper): the device saves it and
+    reboots, even when it is unchanged."""
+    _check_range('printer type', kind, (1, KLIPPER_PRINTER))
+    return setting_frame('printer_type', kind)
+
+
+def bind_frame(name, ip, port):
+    """Bind the device to the Klipper printer whose Moonraker is at
+    ip:port, shown on the device as name (an empty name is ignored)."""
+    if not isinstance(name, str) or not 1 <= len(name) <= 31 or \
+            not name.isprintable():
+        raise ValueError("the printer name must be 1-31 printable"
+                         " characters, not %r" % (name,))
+    try:
+        if not isinstance(ip, str):
+            raise ValueError()
+        ip = str(ipaddress.IPv4Address(ip))
+    except ValueError:
+        raise ValueError("the printer's address must be an IPv4 address,"
+                         " not %r" % (ip,)) from None
+    _check_range('port', port, (1, 65535))
+    return json.dumps({'printer': {'name': name, 'ip': ip, 'port': port}})
+
+
+def unbind_frame():
+    return json.dumps({'printer': {'disconnect': 1}})
+
+
 ######################################################################
 # Link: one WebSocket connection, kept alive by a thread
 ######################################################################
