@@ -272,6 +272,36 @@ def auto_frames(target, heat_at, fan_at, fw_version=None):
             setting_frame('work_on', True)]
 
 
+# The frames the panda-breath command sends to bind the device.
+def printer_type_frame(kind):
+    """Set the printer type (1 Bambu, 2 Klipper): the device saves it and
+    reboots, even when it is unchanged."""
+    _check_range('printer type', kind, (1, KLIPPER_PRINTER))
+    return setting_frame('printer_type', kind)
+
+
+def bind_frame(name, ip, port):
+    """Bind the device to the Klipper printer whose Moonraker is at
+    ip:port, shown on the device as name (an empty name is ignored)."""
+    if not isinstance(name, str) or not 1 <= len(name) <= 31 or \
+            not name.isprintable():
+        raise ValueError("the printer name must be 1-31 printable"
+                         " characters, not %r" % (name,))
+    try:
+        if not isinstance(ip, str):
+            raise ValueError()
+        ip = str(ipaddress.IPv4Address(ip))
+    except ValueError:
+        raise ValueError("the printer's address must be an IPv4 address,"
+                         " not %r" % (ip,)) from None
+    _check_range('port', port, (1, 65535))
+    return json.dumps({'printer': {'name': name, 'ip': ip, 'port': port}})
+
+
+def unbind_frame():
+    return json.dumps({'printer': {'disconnect': 1}})
+
+
 ######################################################################
 # Link: one WebSocket connection, kept alive by a thread
 ######################################################################
@@ -1173,8 +1203,6 @@ class ChamberLoop:
         self.total = self.count = 0
         self.means.clear()
         self.at_max = 0
-    def guess(self, target):
-        return device_temp(target + self.gap)
     def update(self, eventtime, chamber, target):
         """Take one chamber reading; the device setpoint to hold."""
         self.total += chamber
@@ -1385,7 +1413,7 @@ class Chamber:
         if self.loop is None:
             return device_temp(target - self.offset)
         if self.loop.setpoint is None:
-            return self.loop.guess(target)
+            return DEVICE_MAX_TEMP      # not read yet: as for a cold chamber
         return self.loop.setpoint
     def hold(self):
         for guard in self.guards:
@@ -1413,13 +1441,11 @@ class Chamber:
     # The chamber sensor and the guards, once a second
     def _tick(self, eventtime):
         before = self.hold()
-        for guard in self.guards:
-            back = guard.check(eventtime, self.started)
-            if back is not None:
-                self.breath.respond(back)
+        news = [guard.check(eventtime, self.started)
+                for guard in self.guards]
         if self.watch is not None:
-            self._check_chamber(eventtime)
-        self._held(before, self.hold())
+            news.append(self._check_chamber(eventtime))
+        self._held(before, self.hold(), [n for n in news if n])
         if self.watch is not None and self.failed is None:
             self._follow_chamber(eventtime)
         return eventtime + WATCH_TIME
@@ -1434,26 +1460,34 @@ class Chamber:
                        " to %g" % (reading[1], sensor.min_temp,
                                    sensor.max_temp))
         if problem is None:
-            self.failed = None
+            if self.failed is not None:
+                self.failed = None
+                return "chamber sensor %s reads again" % (self.sensor_name,)
         elif self.failed is None:
             self.failed = ("chamber sensor %s %s: the chamber heater is off"
                            " until it reads again" % (self.sensor_name,
                                                        problem))
-    def _held(self, before, hold):
-        if hold == before:
-            return
-        self.breath.tell('wish')
+    def _held(self, before, hold, news):
+        # One console line when a hold starts, one when it ends
+        if hold != before:
+            self.breath.tell('wish')
         if hold is not None:
-            self.breath.respond(hold)
-        if before is None:
-            target = self.breath.target
-            if target > 0.:
+            for line in news:
+                self.breath.respond(line)
+            if hold != before:
+                self.breath.respond(hold)
+            if before is None and self.breath.target > 0.:
+                target = self.breath.target
                 self.breath.set_target(0.)
                 self.resume = target
-        elif hold is None and self.resume > 0.:
+        elif before is not None:
+            line = "; ".join(news) or "the device may heat again"
             target, self.resume = self.resume, 0.
-            self.breath.respond("chamber target %.0f again" % (target,))
-            self.breath.set_target(target)
+            if target > 0.:
+                line += ": chamber target %.0f again" % (target,)
+            self.breath.respond(line)
+            if target > 0.:
+                self.breath.set_target(target)
     def _follow_chamber(self, eventtime):
         reading = self.watch.last
         if reading is None or reading[0] == self.seen:

@@ -13,11 +13,12 @@ import time
 
 from realklipper import trees
 
-from . import figures, report
+from . import chamber, figures, report
 from .procs import ROOT
 
 DEFAULT_OUT = os.path.join(ROOT, "dist", "bench")
 DOC = os.path.join(ROOT, "docs", "performance.md")
+PLOT = os.path.join(ROOT, "docs", "img", "chamber-warmup.svg")
 
 
 class Plan:
@@ -38,6 +39,10 @@ class Plan:
         self.idle_seconds = 1. if quick else 60.
         self.cycles = reconnects or (20 if quick else 10000)
         self.warmup = 5 if quick else max(20, self.cycles // 10)
+        # Device minutes of a chamber warm-up and hold (at chamber.SPEED):
+        # a quick run is too short to judge the chamber or the loop's CPU.
+        self.chamber_minutes = 20 if quick else 120
+        self.judge = not quick
 
 
 STEPS = (
@@ -49,6 +54,10 @@ STEPS = (
     ("cpu", lambda t, p: figures.cpu_cost(t, p.idle_seconds)),
     ("reconnect cycles", lambda t, p: figures.reconnect_cycles(
         t, p.cycles, p.warmup)),
+    ("chamber", lambda t, p: chamber.regulation(
+        t, p.chamber_minutes, p.judge)),
+    ("chamber cpu", lambda t, p: chamber.cpu_with_loop(
+        t, p.idle_seconds, p.judge)),
 )
 
 
@@ -116,6 +125,12 @@ def main(argv=None):
         with open(os.path.join(args.out, "report.md")) as f:
             report.update_doc(DOC, f.read())
         print("wrote %s" % (DOC,))
+        plot = os.path.join(args.out, "chamber-warmup.svg")
+        if os.path.exists(plot):
+            os.makedirs(os.path.dirname(PLOT), exist_ok=True)
+            with open(plot) as f, open(PLOT, "w") as doc:
+                doc.write(f.read())
+            print("wrote %s" % (PLOT,))
     return status
 
 
@@ -131,7 +146,12 @@ def bench(quick, out, reconnects=None, only=None):
         for name, path in built.items():
             print("bench: %s (%s) ..." % (step, name), file=sys.stderr,
                   flush=True)
-            results[name].extend(measure((name, path), plan))
+            measured = measure((name, path), plan)
+            if step == "chamber":
+                measured, trace = measured
+                if name == next(iter(built)):
+                    chamber.write_plot(out, trace, name)
+            results[name].extend(measured)
     elapsed = time.monotonic() - started
     report.write(out, results, mode, elapsed,
                  {name: str(trees.source(name)) for name in built})

@@ -23,7 +23,13 @@ FIGURES = {
     "stall_normal", "stall_unreachable", "stall_dns", "stall_no_upgrade",
     "stall_half_open", "stall_flood", "reconnect", "silent_link",
     "cpu_alone", "cpu_idle", "cpu_ratio", "rss_growth", "fd_change",
-    "thread_change", "hold_normal", "hold_faults"}
+    "thread_change", "hold_normal", "hold_faults", "chamber_time_plain",
+    "chamber_error_plain", "setpoint_writes_plain", "chamber_time_loop",
+    "chamber_error_loop", "setpoint_writes_loop", "cpu_chamber_ratio"}
+# A quick run is too short for these to have a value: the chamber may
+# not arrive, nor hold long enough to count writes.
+MAY_BE_EMPTY = {"chamber_time_plain", "chamber_time_loop",
+                "setpoint_writes_plain", "setpoint_writes_loop"}
 pytestmark = pytest.mark.usefixtures("bench_klipper")
 # What a quick run is too short to judge: a p99 of 10 samples, CPU over
 # 1 s, RSS over 20 reconnects.
@@ -56,6 +62,8 @@ def test_quick_bench_reports_every_figure_with_samples(tmp_path):
     assert list(report["trees"]) == ["upstream"]
     assert FIGURES <= set(figures) <= FIGURES | OPTIONAL
     for key, figure in figures.items():
+        if key in MAY_BE_EMPTY:
+            continue
         assert figure["samples"] > 0, key
         assert figure["max"] is not None, key
     # what a quick run cannot measure gets no verdict

@@ -19,7 +19,7 @@ def run(pb, target, minutes, monkeypatch, **plant):
         monkeypatch.setattr(thermal, name, value)
     device = Device(get_profile("1.0.3"))
     loop = pb.ChamberLoop(INTERVAL)
-    setpoint = loop.guess(target)
+    setpoint = 60       # what the module sends before the first reading
     device.press(work_on=True, work_mode=2, set_temp=setpoint)
     trace, writes, t = [], 0, 0.0
     while t < minutes * 60:

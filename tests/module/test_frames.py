@@ -163,3 +163,56 @@ def test_binding_fields_are_read_without_bambu_secrets(pb):
                        "state": 3}
     assert pb.read_printer({"printer": {"state": "3", "port": True}}) == {}
     assert pb.read_printer({"printer": []}) == {}
+
+
+# The frames the panda-breath command binds the device with
+
+def test_printer_type_frame_is_the_one_setting_that_reboots(pb):
+    assert json.loads(pb.printer_type_frame(pb.KLIPPER_PRINTER)) == {
+        "settings": {"printer_type": 2}}
+    assert json.loads(pb.printer_type_frame(1)) == {
+        "settings": {"printer_type": 1}}
+
+
+@pytest.mark.parametrize("kind", [0, 3, 2.0, True, "2", None])
+def test_printer_type_frame_refuses_what_the_device_does_not_know(pb, kind):
+    with pytest.raises(ValueError, match="printer type"):
+        pb.printer_type_frame(kind)
+
+
+def test_bind_frame_names_the_printer_and_its_moonraker(pb):
+    assert json.loads(pb.bind_frame("Klipper", "192.168.1.20", 7125)) == {
+        "printer": {"name": "Klipper", "ip": "192.168.1.20", "port": 7125}}
+
+
+@pytest.mark.parametrize("name, ip, port, words", [
+    ("", "10.0.0.2", 7125, "1-31 printable"),
+    ("x" * 32, "10.0.0.2", 7125, "1-31 printable"),
+    ("a\nb", "10.0.0.2", 7125, "1-31 printable"),
+    (None, "10.0.0.2", 7125, "1-31 printable"),
+    ("K", "printer.local", 7125, "IPv4"),
+    ("K", "::1", 7125, "IPv4"),
+    ("K", 167772162, 7125, "IPv4"),
+    ("K", "10.0.0.2", 0, "port"),
+    ("K", "10.0.0.2", 65536, "port"),
+    ("K", "10.0.0.2", "7125", "port"),
+])
+def test_bind_frame_refuses_what_the_device_would_ignore(pb, name, ip, port,
+                                                        words):
+    with pytest.raises(ValueError, match=words):
+        pb.bind_frame(name, ip, port)
+
+
+@given(name=st.text(max_size=40), port=st.integers(-10, 70000))
+def test_bind_frame_is_json_the_device_reads_back(pb, name, port):
+    try:
+        frame = pb.bind_frame(name, "10.0.0.2", port)
+    except ValueError:
+        return
+    printer = json.loads(frame)["printer"]
+    assert printer == {"name": name, "ip": "10.0.0.2", "port": port}
+    assert 1 <= len(name) <= 31 and 1 <= port <= 65535
+
+
+def test_unbind_frame_disconnects(pb):
+    assert json.loads(pb.unbind_frame()) == {"printer": {"disconnect": 1}}

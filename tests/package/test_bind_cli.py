@@ -103,6 +103,32 @@ def test_unbind_removes_the_binding(sim, moonraker):
     assert sim.state()["printer"] == {"state": 0}
 
 
+def test_unbind_switches_off_an_auto_session_first(sim, moonraker):
+    """Unbound, auto mode would follow no printer: the module's policy
+    ('unbind') switches it off before the unbinding."""
+    assert bind(sim, "--printer-port", moonraker.port).returncode == 0
+    sim.press(work_on=True, work_mode=1)
+    sim.clear_frames()
+    result = run("unbind", "--host", "127.0.0.1", "--port", sim.port,
+                 "--timeout", 2)
+    assert result.returncode == 0, result.stderr
+    assert "switched the Panda Breath off first" in result.stdout
+    assert [f.data for f in sim.frames if f.data is not None] == [
+        {"settings": {"work_on": False}}, {"printer": {"disconnect": 1}}]
+    assert not sim.state()["work_on"]
+
+
+def test_unbind_leaves_a_device_that_heats_for_klipper(sim, moonraker):
+    assert bind(sim, "--printer-port", moonraker.port).returncode == 0
+    sim.press(work_on=True, work_mode=2, set_temp=45)
+    sim.clear_frames()
+    result = run("unbind", "--host", "127.0.0.1", "--port", sim.port,
+                 "--timeout", 2)
+    assert result.returncode == 0, result.stderr
+    assert sent(sim, "settings") == []
+    assert sim.state()["work_on"]
+
+
 def test_unbind_on_an_unbound_device_sends_nothing(sim):
     result = run("unbind", "--host", "127.0.0.1", "--port", sim.port,
                  "--timeout", 2)

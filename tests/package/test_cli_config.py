@@ -8,6 +8,8 @@ import sys
 
 import pytest
 from pkgtools import CLI, ROOT, run_cli
+from realklipper import trees
+from realklipper.printer import Printer, StartupError
 
 from simulator import Simulator
 
@@ -217,6 +219,23 @@ def test_the_command_reads_the_device_with_the_modules_functions():
         assert not hasattr(cli, name), name
 
 
+def test_the_command_builds_no_frame_and_decides_nothing_itself():
+    """Frames come from the module's protocol functions, and what the
+    device is told on disable and unbind from its decide()."""
+    source = CLI.read_text()
+    for word in ('{"settings"', '{"printer"', '"disconnect"',
+                 "MODE_ALWAYS_ON", "off_frames", "HOSTNAME"):
+        assert word not in source, word
+    # one JSON it writes itself: its request on Klipper's API socket
+    assert source.count("json.dumps(") == 1
+    cli = load_cli()
+    assert not hasattr(cli, "sections")
+    decision = cli.decide({"fw_version": "V1.0.3", "work_on": True,
+                           "work_mode": 2, "set_temp": 45}, {}, "release")
+    assert decision.rule == "release"
+    assert decision.frames == cli.protocol().off_frames()
+
+
 def test_v100_modes_are_named_the_modules_way():
     cli = load_cli()
     snapshot = cli.Snapshot({"fw_version": "V1.0.0", "work_on": True,
@@ -351,3 +370,148 @@ def test_disable_with_the_device_gone_warns(config_dir, tmp_path):
     assert "WARNING: could not check that the Panda Breath is off" \
         in result.stdout
     assert not (config_dir / "panda_breath.cfg").exists()
+
+
+# Klipper's reading of a config, and the module's rules
+
+def test_a_hash_ends_a_line_anywhere_a_semicolon_only_after_a_space():
+    cli = load_cli()
+    config = cli.Config("[panda_breath]\nhost: 10.0.0.2#no space needed\n"
+                        "port: 8080 ; a space before it\n", "test")
+    assert (config.host, config.port) == ("10.0.0.2", 8080)
+    with pytest.raises(cli.CliError) as error:
+        cli.Config("[panda_breath]\nhost: 10.0.0.2;x\n", "test")
+    assert str(error.value) == (
+        "test: Option 'host' in section 'panda_breath': '10.0.0.2;x' is "
+        "not an IP address or host name")
+
+
+def test_sections_and_includes_are_merged_as_klipper_merges_them(tmp_path):
+    cli = load_cli()
+    (tmp_path / "heaters").mkdir()
+    (tmp_path / "heaters" / "chamber.cfg").write_text(
+        "[heater_generic chamber]\nsensor_type: panda_breath\n"
+        "min_temp: 5\nmax_temp: 65\n")
+    (tmp_path / "port.cfg").write_text("[panda_breath]\nport: 8081\n")
+    path = tmp_path / "panda_breath.cfg"
+    path.write_text("[panda_breath]\nhost: 10.0.0.2\n[include port.cfg]\n"
+                    "[include heaters/*.cfg]\n[include none/*.cfg]\n")
+    config = cli.read_config(str(path))
+    assert (config.host, config.port, config.limits) == (
+        "10.0.0.2", 8081, (5.0, 65.0))
+    assert config.heater == "heater_generic chamber"
+    path.write_text("[panda_breath]\nhost: 10.0.0.2\n[include gone.cfg]\n")
+    with pytest.raises(cli.CliError, match="gone.cfg does not exist"):
+        cli.read_config(str(path))
+    path.write_text("[panda_breath]\nhost: 10.0.0.2\n"
+                    "[include panda_breath.cfg]\n")
+    with pytest.raises(cli.CliError, match="includes itself"):
+        cli.read_config(str(path))
+
+
+def test_a_config_klipper_cannot_parse_is_one_line(config_dir):
+    (config_dir / "panda_breath.cfg").write_text("host: 10.0.0.2\n")
+    result = run_cli("status", "--config-dir", config_dir)
+    assert result.returncode == 1
+    assert "config:      broken (" in result.stdout
+    assert "no section headers" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_guards_are_read_by_the_modules_rule():
+    cli = load_cli()
+    config = cli.Config(
+        "[panda_breath]\nhost: 10.0.0.2\nchamber_sensor: temperature_sensor"
+        " cavity\nguard:\n  temperature_sensor cavity, 70\n"
+        "  temperature_sensor soc, 80\n", "test")
+    assert config.chamber_sensor == "temperature_sensor cavity"
+    assert config.guards == [("temperature_sensor cavity", 70.0),
+                             ("temperature_sensor soc", 80.0)]
+    with pytest.raises(cli.CliError, match="<Klipper object>, <max C>"):
+        cli.Config("[panda_breath]\nhost: x\nguard: cavity\n", "test")
+
+
+def test_the_heaters_range_comes_from_the_installed_config(config_dir):
+    (config_dir / "panda_breath.cfg").write_text(
+        "[panda_breath]\nhost: 127.0.0.1\n\n[heater_generic chamber]\n"
+        "sensor_type: panda_breath\nmin_temp: 10  # a warm room\n"
+        "max_temp: 50\n")
+    with Simulator(push_interval=0.1) as device:
+        device.sensor_fault("open")
+        result = run_cli("status", "--config-dir", config_dir, "--port",
+                         device.port, "--timeout", 2)
+    assert result.returncode == 1
+    assert "outside the heater's range 10 to 50 °C" in result.stdout
+
+
+def test_without_a_heater_anywhere_the_range_is_said_to_be_unknown(
+        tmp_path):
+    """A copied command with no template beside it, and a config without
+    a heater (the community module's manual mode): no range is guessed."""
+    home = tmp_path / "home"
+    extras = home / "klipper" / "klippy" / "extras"
+    extras.mkdir(parents=True)
+    shutil.copy(MODULE, extras / "panda_breath.py")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shutil.copy(CLI, bin_dir / "panda-breath")
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "panda_breath.cfg").write_text(
+        "[panda_breath]\nhost: 127.0.0.1\n")
+    with Simulator(push_interval=0.1) as device:
+        device.sensor_fault("open")
+        result = subprocess.run(
+            [sys.executable, str(bin_dir / "panda-breath"), "status",
+             "--config-dir", str(config), "--port", str(device.port),
+             "--timeout", "2"], env=dict(os.environ, HOME=str(home)),
+            capture_output=True, text=True, timeout=30)
+    assert "temperature: -40 °C" in result.stdout, result.stdout
+    assert (f"range:       unknown (no [heater_generic] with sensor_type: "
+            f"panda_breath and its min_temp and max_temp in "
+            f"{config}/panda_breath.cfg)") in result.stdout
+    assert "outside the heater's range" not in result.stdout
+
+
+@pytest.mark.parametrize("tree", ["upstream", "u1"])
+def test_the_command_reads_a_config_as_real_klipper_does(sim, tmp_path,
+                                                         tree):
+    """The same files, read by real Klipper and by the command: the same
+    address, port and heater range, and the same refusal."""
+    built = trees.need("klipper", tree)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "parts").mkdir()
+    (run / "parts" / "port.cfg").write_text(
+        f"[panda_breath]\nport = {sim.port} ; the simulator\n")
+    (run / "parts" / "heater.cfg").write_text(
+        "[heater_generic chamber]\nsensor_type: panda_breath\n"
+        "heater_pin: panda_breath:pwm\ncontrol: watermark\n"
+        "min_temp: 5#cold\nmax_temp: 65\n")
+    (run / "panda_breath.cfg").write_text(
+        "[panda_breath]\nhost: 127.0.0.1#the simulator\n"
+        "[include parts/*.cfg]\n")
+    p = Printer(built, tree, "[include panda_breath.cfg]\n", run)
+    try:
+        p.start()
+        p.wait_for(lambda: p.status("panda_breath")["connected"])
+        settings = p.status("configfile", ["settings"])["settings"]
+    finally:
+        p.stop()
+    config = load_cli().read_config(str(run / "panda_breath.cfg"))
+    assert (config.host, config.port) == (
+        settings["panda_breath"]["host"], settings["panda_breath"]["port"])
+    heater = settings["heater_generic chamber"]
+    assert config.limits == (heater["min_temp"], heater["max_temp"])
+    # ';' without a space before it is part of the value, for both
+    (run / "panda_breath.cfg").write_text(
+        "[panda_breath]\nhost: 127.0.0.1;x\n[include parts/*.cfg]\n")
+    with pytest.raises(StartupError) as error:
+        p.start()
+    p.stop()
+    refusal = ("Option 'host' in section 'panda_breath': '127.0.0.1;x' is "
+               "not an IP address or host name")
+    assert refusal in str(error.value)
+    result = run_cli("status", "--config-dir", run)
+    assert f"config:      broken ({run}/panda_breath.cfg: {refusal})" \
+        in result.stdout

@@ -3,18 +3,23 @@ feature, run the way the firmware build runs them: from the tarball
 ./build.sh writes, against a fake rootfs, offline."""
 import hashlib
 import os
+import pathlib
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 
 import pytest
 import yaml
-from pkgtools import BUSYBOX, OVERLAY, TRUSTED, busybox_bin
+from pkgtools import BUSYBOX, CLI, OVERLAY, TRUSTED, busybox_bin
+from realklipper import trees
+from realklipper.printer import Printer, tracebacks
 from realopkg import ENTWARE_CONF, Opkg, read_status
 
 from package import archive, build
 from package.archive import Member
+from simulator import Simulator
 
 PREFIX = f"overlays/{build.OVERLAY}"
 SCRIPT = f"{PREFIX}/scripts/02-install-panda-breath.sh"
@@ -421,3 +426,184 @@ def test_boot_replaces_a_lost_runtime_install_but_not_a_persistent_one(
     (booted.rootfs / "oem/.debug").unlink()
     booted()
     assert "Version: 9.9.9" not in (entware / "status").read_text()
+
+
+# Enabling on a printer: the setting's commands, run
+
+EXTENDED_CONFIG = pathlib.Path(__file__).with_name("extended_config.py")
+CAVITY = """\
+[temperature_sensor cavity]
+sensor_type: temperature_host
+sensor_path: {path}
+min_temp: -40
+max_temp: 150
+"""
+OWNER = """\
+[panda_breath]
+firmware: stock
+host: 10.0.0.9
+port: 80
+chamber_sensor: temperature_sensor chamber_air
+guard:
+  temperature_sensor soc, 80
+
+# [include {tweaks}/panda_breath_heater_auto.cfg]
+"""
+
+
+class U1:
+    """A U1's printer_data/config with the Extended Firmware's include,
+    the feature's tweaks, and the setting's commands run against them."""
+
+    def __init__(self, root, cavity):
+        self.root = root
+        self.config = root / "printer_data" / "config"
+        self.extended = self.config / "extended" / "klipper"
+        self.extended.mkdir(parents=True)
+        self.tweaks = root / "tweaks"
+        self.tweaks.mkdir()
+        for source in TWEAKS.glob("*.cfg"):
+            (self.tweaks / source.name).write_text(source.read_text().replace(
+                FIRMWARE_TWEAKS, str(self.tweaks)))
+        self.thermistor = root / "cavity_temp"
+        self.thermistor.write_text("30000\n")
+        # as the U1's printer.cfg: the sensor in it, the features' files
+        # included at its end
+        self.printer_cfg = (CAVITY.format(path=self.thermistor) + "\n"
+                            if cavity else "") \
+            + "[include extended/klipper/*.cfg]\n"
+        (self.config / "printer.cfg").write_text(self.printer_cfg)
+
+    @property
+    def user_cfg(self):
+        return self.extended / "panda_breath.cfg"
+
+    def enable(self, setting, option, ip="127.0.0.1"):
+        shell, flag, script = setting["options"][option]["cmd"]
+        for firmware, here in (
+                (USER_CFG, str(self.extended)),
+                (FIRMWARE_TWEAKS, str(self.tweaks)),
+                ("/usr/local/bin/extended-config.py",
+                 f"{sys.executable} {EXTENDED_CONFIG}"),
+                ("/usr/bin/panda-breath cavity",
+                 f"{sys.executable} {CLI} cavity --klipper-socket "
+                 f"{self.root / 'no-klipper.sock'}"),
+                ("lava:lava", f"{os.getuid()}:{os.getgid()}"),
+                ("/etc/init.d/S60klipper restart",
+                 f"touch {self.root / 'restarted'}")):
+            assert firmware in script, firmware
+            script = script.replace(firmware, here)
+        env = dict(os.environ, ACKNOWLEDGED="I UNDERSTAND",
+                   PANDA_BREATH_IP=ip)
+        env.pop("PANDA_BREATH_CONFIG_DIR", None)
+        result = subprocess.run([shell, flag, script], capture_output=True,
+                                text=True, env=env, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
+        assert (self.root / "restarted").exists()
+        return result
+
+
+CAVITY_LINES = ("chamber_sensor: temperature_sensor cavity\n"
+                "guard:\n  temperature_sensor cavity, 70\n")
+
+
+def test_auto_with_the_cavity_regulates_by_it_and_guards_it(setting,
+                                                            tmp_path):
+    u1 = U1(tmp_path, cavity=True)
+    result = u1.enable(setting, "auto")
+    text = u1.user_cfg.read_text()
+    section = text[text.index("[panda_breath]"):]
+    section = section[:section.index("\n\n")]
+    assert section.endswith("host: 127.0.0.1\nport: 80\n"
+                            "# The printer's cavity sensor: the chamber "
+                            "heater regulates by it, and\n# the device "
+                            "stays off while the cavity is over 70C.\n"
+                            + CAVITY_LINES.rstrip("\n"))
+    assert text.count("chamber_sensor") == 1
+    assert text.rstrip("\n").endswith(
+        f"\n[include {u1.tweaks}/panda_breath_heater_auto.cfg]")
+    assert "the printer has [temperature_sensor cavity]" in result.stdout
+    # enabling again changes nothing
+    before = text
+    (tmp_path / "restarted").unlink()
+    u1.enable(setting, "auto")
+    assert u1.user_cfg.read_text() == before
+
+
+def test_without_the_cavity_nothing_is_added(setting, tmp_path):
+    u1 = U1(tmp_path, cavity=False)
+    u1.enable(setting, "auto")
+    text = u1.user_cfg.read_text()
+    assert "chamber_sensor" not in text and "guard" not in text
+    template = (u1.tweaks / "panda_breath.cfg").read_text()
+    assert text == template.replace(
+        "host: PandaBreath.local", "host: 127.0.0.1").replace(
+        f"# [include {u1.tweaks}", f"[include {u1.tweaks}")
+
+
+def test_an_owners_config_keeps_its_own_sensor_and_guard(setting,
+                                                         tmp_path):
+    u1 = U1(tmp_path, cavity=True)
+    owner = OWNER.format(tweaks=u1.tweaks)
+    u1.user_cfg.write_text(owner)
+    u1.enable(setting, "auto", ip="10.0.0.9")
+    assert u1.user_cfg.read_text() == owner.replace(
+        f"# [include {u1.tweaks}", f"[include {u1.tweaks}")
+
+
+def test_manual_mode_guards_the_cavity_and_sets_the_sensor_aside(
+        setting, tmp_path):
+    """Without the heater Klipper refuses chamber_sensor: manual mode
+    only guards, and a sensor auto mode wrote waits for auto again."""
+    u1 = U1(tmp_path, cavity=True)
+    u1.enable(setting, "manual")
+    text = u1.user_cfg.read_text()
+    assert "guard:\n  temperature_sensor cavity, 70\n" in text
+    assert "chamber_sensor" not in text
+    (tmp_path / "restarted").unlink()
+    u1.user_cfg.unlink()
+    u1.enable(setting, "auto")
+    auto = u1.user_cfg.read_text()
+    (tmp_path / "restarted").unlink()
+    u1.enable(setting, "manual")
+    manual = u1.user_cfg.read_text()
+    assert "\n# needs the heater: chamber_sensor: temperature_sensor " \
+        "cavity\n" in manual
+    (tmp_path / "restarted").unlink()
+    u1.enable(setting, "auto")
+    assert u1.user_cfg.read_text() == auto
+
+
+@pytest.mark.parametrize("tree", ["upstream", "u1"])
+@pytest.mark.parametrize("cavity", [True, False])
+@pytest.mark.parametrize("option", ["auto", "manual"])
+def test_what_the_setting_writes_starts_klipper(setting, tmp_path, tree,
+                                                cavity, option):
+    """The config the setting writes, with the U1's cavity thermistor
+    played by a file (temperature_host) or without one, starts real
+    Klipper ready, connected to the device."""
+    built = trees.need("klipper", tree)
+    u1 = U1(tmp_path, cavity=cavity)
+    p = Printer(built, tree, u1.printer_cfg, u1.config)
+    u1.enable(setting, option)
+    with Simulator(push_interval=0.1) as sim:
+        # the simulator's port: the only change made by hand
+        u1.user_cfg.write_text(u1.user_cfg.read_text().replace(
+            "port: 80\n", f"port: {sim.port}\n"))
+        try:
+            p.start()
+            p.wait_for(lambda: p.status("panda_breath")["connected"])
+            if cavity:
+                p.wait_for(lambda: p.status("panda_breath")["guards"][
+                    "temperature_sensor cavity"]["temperature"] is not None)
+            status = p.status("panda_breath")
+        finally:
+            p.stop()
+    assert not tracebacks(p.log()), tracebacks(p.log())
+    sensor = "temperature_sensor cavity"
+    assert status["chamber_sensor"] == (
+        sensor if cavity and option == "auto" else None)
+    assert list(status["guards"]) == ([sensor] if cavity else [])
+    if cavity and option == "auto":
+        assert status["chamber_temperature"] == pytest.approx(30.0)

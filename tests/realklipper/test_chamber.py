@@ -223,6 +223,12 @@ def test_a_guard_holds_the_device_off_and_lets_it_resume(printer, sim,
                  and s["set_temp"] == 50, timeout=5)
     assert p.status(HEATER)["target"] == 50
     wait_console(p, "back to 74.0C")
+    # one line when it trips, one when it clears
+    tripped = [line for line in p.console() if line.endswith(
+        "over its 80C limit: the device is off until it is 5C below it")]
+    cleared = [line for line in p.console() if "back to" in line]
+    assert len(tripped) == 1 and len(cleared) == 1, p.console()
+    assert cleared[0].endswith("back to 74.0C: chamber target 50 again")
     assert link(p)["held"] is None
     assert p.state()[0] == "ready"
 
