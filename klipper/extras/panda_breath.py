@@ -309,7 +309,7 @@ def unbind_frame():
 class LinkOptions:
     def __init__(self, connect_timeout=5., reconnect_delay=.5,
                  reconnect_max_delay=30., link_timeout=6.,
-                 keepalive_interval=2., send_timeout=5.):
+                 keepalive_interval=5., send_timeout=5.):
         self.connect_timeout = connect_timeout
         self.reconnect_delay = reconnect_delay
         self.reconnect_max_delay = reconnect_max_delay
@@ -2084,12 +2084,15 @@ def link_options(config):
             'reconnect_max_delay', 30., minval=delay, maxval=600.),
         link_timeout=config.getfloat('link_timeout', 6., minval=2.,
                                      maxval=10.),
-        keepalive_interval=config.getfloat('keepalive_interval', 2.,
+        keepalive_interval=config.getfloat('keepalive_interval', 5.,
                                            minval=.5, maxval=30.))
     if options.keepalive_interval >= options.link_timeout:
-        raise config.error(
-            "Option 'keepalive_interval' in section 'panda_breath' must"
-            " be below link_timeout")
+        if config.get_prefix_options('keepalive_interval'):
+            raise config.error(
+                "Option 'keepalive_interval' in section 'panda_breath'"
+                " must be below link_timeout")
+        # The default, kept under a short link_timeout
+        options.keepalive_interval = options.link_timeout - 1.
     return options
 
 

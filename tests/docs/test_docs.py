@@ -427,6 +427,7 @@ def module_options():
         if not (isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
                 and node.func.attr.startswith("get")
+                and node.func.attr != "get_prefix_options"
                 and isinstance(node.func.value, ast.Name)
                 and node.func.value.id == "config"
                 and node.args and isinstance(node.args[0], ast.Constant)):

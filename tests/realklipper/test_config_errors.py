@@ -63,3 +63,9 @@ def test_second_heater_on_the_same_device_is_refused(printer):
              "min_temp: 0\nmax_temp: 70\n")
     message = startup_error(printer, chamber_config(8080, extra=extra))
     assert "Only one heater" in message
+
+
+def test_short_link_timeout_alone_starts(printer, sim):
+    # keepalive_interval's default stays under any link_timeout allowed
+    p = printer(config=chamber_config(sim.port, options={"link_timeout": 2}))
+    assert p.status("panda_breath")["reconnects"] == 0
