@@ -341,7 +341,9 @@ class DeviceLink:
         self.sock = None        # the socket being connected or served
         self.repeated = None    # (frame, time) of the last reading handed on
         self.up_time = None
-        self.lock = threading.Lock()
+        # Re-entrant: the SIGTERM handler closes the link on the thread
+        # it interrupted, which may hold the lock.
+        self.lock = threading.RLock()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -1267,7 +1269,12 @@ class SensorWatch:
         callback = getattr(obj, 'temperature_callback', None)
         self.hooked = callback is not None and hasattr(sensor,
                                                        'setup_callback')
+        # A slow sensor (aht10 reports every 30 s) is not a dead one
+        self.patience = SENSOR_DEAD_TIME
         if self.hooked:
+            every = getattr(sensor, 'get_report_time_delta', None)
+            if every is not None:
+                self.patience = max(SENSOR_DEAD_TIME, 3. * every())
             def seen(read_time, temp):
                 self._note(reactor.monotonic(), temp)
                 callback(read_time, temp)
@@ -1286,12 +1293,12 @@ class SensorWatch:
     def silence(self, eventtime, since):
         """Why this sensor counts as dead, or None."""
         heard = since if self.last is None else self.last[0]
-        if eventtime - heard > SENSOR_DEAD_TIME:
+        if eventtime - heard > self.patience:
             return "has not reported for %.0f s" % (eventtime - heard,)
         return None
     def stuck(self, eventtime):
         if (self.hooked and self.changed is not None
-                and eventtime - self.changed > SENSOR_DEAD_TIME):
+                and eventtime - self.changed > self.patience):
             return "has read exactly %sC for %.0f s" % (
                 self.last[1], eventtime - self.changed)
         return None
@@ -1389,7 +1396,14 @@ class Chamber:
                 " temperature sensor (for example 'temperature_sensor"
                 " cavity')" % (option, name))
         if name not in watches:
-            watches[name] = SensorWatch(self.reactor, obj)
+            watch = SensorWatch(self.reactor, obj)
+            if not watch.hooked and 'temperature' not in obj.get_status(
+                    self.reactor.monotonic()):
+                raise self.printer.config_error(
+                    "Option '%s' in section 'panda_breath': '%s' has no"
+                    " temperature (for example 'temperature_sensor cavity'"
+                    " has)" % (option, name))
+            watches[name] = watch
         return watches[name]
     def connect(self):
         watches = {}
@@ -1490,10 +1504,15 @@ class Chamber:
                 self.breath.set_target(target)
     def _follow_chamber(self, eventtime):
         reading = self.watch.last
-        if reading is None or reading[0] == self.seen:
+        if reading is None:
             return
-        self.seen, self.temperature = reading
+        # Klipper's heater refreshes its pin on each reading it hears: a
+        # sensor slower than the pin's watchdog must not starve it.
+        self.temperature = reading[1]
         self.breath.deliver_chamber(eventtime, self.temperature)
+        if reading[0] == self.seen:
+            return
+        self.seen = reading[0]
         target = self.breath.target
         if target <= 0. or self.hold() is not None:
             return
@@ -1852,8 +1871,9 @@ class PandaBreath:
         # The chamber sensor's reading is the heater's while the device
         # is heard (or its last reading held, as above): a device that
         # stays away still ends in Klipper's verify_heater.
+        heard = max(self.stale_grace, 2 * REPORT_TIME)
         if (self.sensor is not None and not self.shutdown
-                and eventtime - self.reading_time <= self.stale_grace):
+                and eventtime - self.reading_time <= heard):
             read_time = self.mcu.estimated_print_time(eventtime)
             self.sensor.deliver(read_time, temp)
     def _hold_reading(self, eventtime):

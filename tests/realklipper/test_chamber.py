@@ -269,6 +269,19 @@ def test_the_offset_shifts_the_reading_and_the_target(printer, sim):
     assert p.status(HEATER)["target"] == 54
 
 
+def test_the_chamber_reaches_the_heater_with_stale_grace_0(printer, sim,
+                                                           tmp_path):
+    # stale_grace 0 holds no reading of a missing device; the chamber's
+    # still pass while the device is heard.
+    p = printer(config=air_config(sim, tmp_path, stale_grace=0))
+    set_target(p, 40)
+    p.wait_for(lambda: abs(p.status(HEATER)["temperature"]
+                           - chamber(sim)) < 1.5, timeout=30)
+    time.sleep(3)
+    assert p.status("webhooks")["state"] == "ready"
+    assert link(p)["temperature"] == pytest.approx(chamber(sim), abs=1.5)
+
+
 # Config errors, each naming what is wrong
 
 def startup_error(printer, config):
@@ -293,6 +306,8 @@ def test_chamber_sensor_and_offset_together_are_refused(printer, sim,
     ({"guard": "temperature_sensor cavity, hot"}, ["'guard'", "<max C>"]),
     ({"temperature_offset": 30}, ["'temperature_offset'"]),
     ({"setpoint_interval": 0}, ["'setpoint_interval'"]),
+    ({"chamber_sensor": "idle_timeout"},
+     ["'chamber_sensor'", "'idle_timeout' has no temperature"]),
 ])
 def test_bad_chamber_options_are_config_errors_naming_them(printer, sim,
                                                            options, words):
