@@ -25,6 +25,7 @@ except ImportError:
 
 PUSH_TIME = 0.5         # the device pushes a reading about every 500 ms
 REPORT_TIME = 2 * PUSH_TIME     # Klipper hears an unchanged reading this often
+HEARD_TIME = 2 * REPORT_TIME    # a device reading this old is still current
 SILENCE = 3 * PUSH_TIME
 # Klipper has no target-change event: the target is looked at after each
 # of these commands, and with every reading for changes made elsewhere.
@@ -1395,15 +1396,13 @@ class Chamber:
                 "Option '%s' in section 'panda_breath': '%s' is not a Klipper"
                 " temperature sensor (for example 'temperature_sensor"
                 " cavity')" % (option, name))
+        if 'temperature' not in obj.get_status(self.reactor.monotonic()):
+            raise self.printer.config_error(
+                "Option '%s' in section 'panda_breath': '%s' has no"
+                " temperature (for example 'temperature_sensor cavity'"
+                " has)" % (option, name))
         if name not in watches:
-            watch = SensorWatch(self.reactor, obj)
-            if not watch.hooked and 'temperature' not in obj.get_status(
-                    self.reactor.monotonic()):
-                raise self.printer.config_error(
-                    "Option '%s' in section 'panda_breath': '%s' has no"
-                    " temperature (for example 'temperature_sensor cavity'"
-                    " has)" % (option, name))
-            watches[name] = watch
+            watches[name] = SensorWatch(self.reactor, obj)
         return watches[name]
     def connect(self):
         watches = {}
@@ -1871,7 +1870,7 @@ class PandaBreath:
         # The chamber sensor's reading is the heater's while the device
         # is heard (or its last reading held, as above): a device that
         # stays away still ends in Klipper's verify_heater.
-        heard = max(self.stale_grace, 2 * REPORT_TIME)
+        heard = max(self.stale_grace, HEARD_TIME)
         if (self.sensor is not None and not self.shutdown
                 and eventtime - self.reading_time <= heard):
             read_time = self.mcu.estimated_print_time(eventtime)
@@ -1965,7 +1964,7 @@ class PandaBreath:
             'device_target': (set_temp_of(view) if heats_for_klipper(view)
                               else None),
             'reading_age': age,
-            'stale': age is None or age > 2 * REPORT_TIME,
+            'stale': age is None or age > HEARD_TIME,
             'last_error': self.log.last_error,
             'reconnects': self.reconnects,
             'session': ('klipper' if self.memory.session else 'device'
